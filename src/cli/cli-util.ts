@@ -1,0 +1,59 @@
+import { InvalidArgumentError } from 'commander';
+import { PitrError, isPitrError } from '../errors.js';
+import { parseDuration, parseTimestamp } from '../util/duration.js';
+
+/** commander argument parsers that turn bad input into a usage error naming the value. */
+export function durationArg(what: string): (v: string) => number {
+  return (v) => {
+    try {
+      return parseDuration(v, what);
+    } catch (err) {
+      throw new InvalidArgumentError(isPitrError(err) && err.hint ? err.hint : String(err));
+    }
+  };
+}
+
+export function timestampArg(v: string): number {
+  try {
+    return parseTimestamp(v);
+  } catch (err) {
+    throw new InvalidArgumentError(isPitrError(err) && err.hint ? err.hint : String(err));
+  }
+}
+
+export function positiveIntArg(v: string): number {
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(Number(v)) || Number(v) < 1) {
+    throw new InvalidArgumentError('expected a positive whole number');
+  }
+  return Number(v);
+}
+
+/** Print an error the way every pitr command does, and return the exit code (1). */
+export function reportError(err: unknown): number {
+  if (err instanceof PitrError) {
+    process.stderr.write(`pitr: error: ${err.message} [${err.code}]\n`);
+    if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+    if (process.env['PITR_DEBUG'] && err.cause) process.stderr.write(`  cause: ${String((err.cause as Error).stack ?? err.cause)}\n`);
+  } else {
+    const e = err as Error;
+    process.stderr.write(`pitr: error: ${e?.message ?? String(err)} [INTERNAL]\n`);
+    process.stderr.write('  hint: this is a bug in pitr; please report it with the command you ran\n');
+    if (process.env['PITR_DEBUG']) process.stderr.write(`${e?.stack}\n`);
+  }
+  return 1;
+}
+
+export function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}

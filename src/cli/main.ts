@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { replicateCommand } from './replicate-command.js';
+import { restoreCommand } from './restore-command.js';
+import { listCommand } from './list-command.js';
+import { reportError } from './cli-util.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('pitr')
+  .description('Continuous SQLite replication with exact point-in-time restore.\n\nQuick start:\n  pitr replicate app.db                 # replicate to ./app.db-replica\n  pitr list app.db-replica              # what can be restored\n  pitr restore app.db-replica -o restored.db --to 2026-11-22T10:15:00Z')
+  .version(pkg.version)
+  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({
+    outputError: (str, write) => write(`pitr: ${str.trim()} [USAGE]\n`),
+  })
+  .exitOverride();
+
+for (const cmd of [replicateCommand(), restoreCommand(), listCommand()]) {
+  program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`pitr: ${str.trim()} [USAGE]\n`) }).showHelpAfterError('(run with --help for usage)'));
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version end here with code 0; usage errors were already printed by commander.
+    process.exitCode = err.exitCode;
+  } else {
+    process.exitCode = reportError(err);
+  }
+}

@@ -1,0 +1,94 @@
+import { Command, Option } from 'commander';
+import { resolve, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Agent } from '../replicate/agent.js';
+import { openStorage } from '../storage/open-storage.js';
+import { createLogger, type LogLevel } from '../log.js';
+import { durationArg, positiveIntArg, reportError } from './cli-util.js';
+
+interface ReplicateFlags {
+  syncInterval: number;
+  snapshotInterval: number;
+  retention: number;
+  stateDir?: string;
+  checkpointFrames: number;
+  enableWal?: boolean;
+  shutdownTimeout: number;
+  logFormat?: 'json' | 'pretty';
+  logLevel: LogLevel;
+}
+
+export function replicateCommand(): Command {
+  return new Command('replicate')
+    .summary('continuously replicate a SQLite database to one or more replicas')
+    .description(
+      'Run next to the app: capture every committed transaction from DB\'s WAL, keep it in a local\n' +
+        'spool, and ship it with periodic snapshots to each REPLICA. Runs until SIGINT/SIGTERM, then\n' +
+        'captures and uploads everything committed so far and exits 0.\n\n' +
+        'REPLICA is a directory (a path, or file:///abs/path). With no REPLICA, pitr replicates to\n' +
+        'the directory DB-replica next to the database. The spool and position live in --state-dir.\n' +
+        'If DB does not exist yet, pitr waits for the app to create it. DB must be in WAL mode\n' +
+        '(PRAGMA journal_mode=WAL), or pass --enable-wal to switch it once.',
+    )
+    .argument('<db>', 'path of the SQLite database file')
+    .argument('[replicas...]', 'replica URLs (default: DB-replica directory next to DB)')
+    .addOption(new Option('--sync-interval <duration>', 'minimum spacing of uploads under sustained writes; the first commit after a quiet period ships at once; 0 ships every capture').default(1000, '1s').argParser(durationArg('--sync-interval')))
+    .addOption(new Option('--snapshot-interval <duration>', 'take a full snapshot this often (0 = only at generation start)').default(86_400_000, '24h').argParser(durationArg('--snapshot-interval')))
+    .addOption(new Option('--retention <duration>', 'keep what is needed to restore any point this far back (0 = keep everything)').default(7 * 86_400_000, '7d').argParser(durationArg('--retention')))
+    .option('--state-dir <dir>', 'where the spool and position are kept (default: DB-pitr next to DB)')
+    .addOption(new Option('--checkpoint-frames <n>', 'PASSIVE-checkpoint the WAL once it holds this many frames, all spooled').default(1000).argParser(positiveIntArg))
+    .option('--enable-wal', 'switch a rollback-journal database to WAL mode (a one-time header change)')
+    .addOption(new Option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long to keep trying to upload').default(30_000, '30s').argParser(durationArg('--shutdown-timeout')))
+    .addOption(new Option('--log-format <format>', 'log format (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
+    .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  pitr replicate /data/app.db                          # replica in /data/app.db-replica\n' +
+        '  pitr replicate /data/app.db /backups/app             # a directory replica\n' +
+        '  pitr replicate /data/app.db file:///mnt/nas/app --sync-interval 0\n',
+    )
+    .action(async (db: string, replicaArgs: string[], flags: ReplicateFlags) => {
+      const dbPath = resolve(db);
+      const log = createLogger({ level: flags.logLevel, ...(flags.logFormat ? { format: flags.logFormat } : {}) });
+      try {
+        const urls = replicaArgs.length > 0 ? replicaArgs : [pathToFileURL(`${dbPath}-replica`).href];
+        if (replicaArgs.length === 0) log.info('no replica given; using the default local directory replica', { replica: `${dbPath}-replica` });
+        const replicas = [];
+        for (const u of urls) replicas.push(await openStorage(u));
+        const stateDir = resolve(flags.stateDir ?? `${dbPath}-pitr`);
+        const spoolStore = await openStorage(join(stateDir, 'spool'));
+        const controller = new AbortController();
+        let signals = 0;
+        const onSignal = (sig: NodeJS.Signals): void => {
+          signals++;
+          if (signals > 1) {
+            log.error('second signal: exiting without finishing uploads (they stay in the spool)', { signal: sig });
+            process.exit(130);
+          }
+          log.info('stopping: capturing and uploading what is committed', { signal: sig });
+          controller.abort();
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        const agent = new Agent({
+          dbPath,
+          replicas,
+          spoolStore,
+          stateDir,
+          syncIntervalMs: flags.syncInterval,
+          snapshotIntervalMs: flags.snapshotInterval,
+          retentionMs: flags.retention,
+          checkpointFrames: flags.checkpointFrames,
+          enableWal: flags.enableWal ?? false,
+          shutdownTimeoutMs: flags.shutdownTimeout,
+          log,
+        });
+        const result = await agent.run(controller.signal);
+        for (const r of replicas) await r.close();
+        process.exitCode = result.clean ? 0 : 1;
+      } catch (err) {
+        process.exitCode = reportError(err);
+      }
+    });
+}

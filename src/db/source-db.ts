@@ -1,0 +1,184 @@
+import Database from 'better-sqlite3';
+import { PitrError } from '../errors.js';
+import { readDbFileInfo, type DbFileInfo } from './db-file.js';
+
+export type CheckpointMode = 'PASSIVE' | 'FULL' | 'RESTART' | 'TRUNCATE';
+
+export interface CheckpointResult {
+  mode: CheckpointMode;
+  busy: boolean;
+  walFrames: number;
+  checkpointedFrames: number;
+  durationMs: number;
+}
+
+/** A pinned read transaction: while held, SQLite cannot restart the WAL past it nor backfill beyond its mark. */
+export interface ReadPin {
+  release(): void;
+}
+
+interface Reader {
+  conn: Database.Database;
+  inTx: boolean;
+  pins: number;
+}
+
+/**
+ * The agent's own connections to the app's database. pitr never writes app data: the readers are
+ * opened read-only (so closing them never checkpoints or deletes the WAL), and one read-write
+ * connection exists only to run checkpoints (and, when asked, to switch the file to WAL once).
+ *
+ * Read-lock protocol (why the WAL cannot be restarted under frames we have not read yet):
+ * capture always holds one read transaction. To move its mark forward it first begins a read
+ * transaction on another reader and only then ends the old one, so there is no instant without a
+ * reader. While a reader with mark M is held, checkpoints backfill at most frame M and a writer can
+ * restart the WAL only if every frame is backfilled and no reader uses the WAL; capture begins a new
+ * reader only after it has spooled every frame up to the previous mark. So a restart can only
+ * happen when capture has read the whole WAL.
+ */
+export class SourceDb {
+  readonly path: string;
+  readonly info: DbFileInfo;
+  private readonly readers: Reader[];
+  private current: Reader | null = null;
+  private writer: Database.Database | null = null;
+  private closed = false;
+
+  private constructor(path: string, info: DbFileInfo, readers: Reader[]) {
+    this.path = path;
+    this.info = info;
+    this.readers = readers;
+  }
+
+  /**
+   * Open the database for capture. Refuses a database that is not in WAL mode unless enableWal,
+   * in which case it switches it (a one-time header change, like `PRAGMA journal_mode=WAL`).
+   */
+  static async open(path: string, opts: { enableWal?: boolean } = {}): Promise<SourceDb> {
+    let info = await readDbFileInfo(path);
+    if (!info.walMode) {
+      if (!opts.enableWal) {
+        throw new PitrError(
+          'DB_NOT_WAL',
+          `database ${path} is not in WAL mode`,
+          `run "sqlite3 ${path} 'PRAGMA journal_mode=WAL'" once (it persists), or start pitr with --enable-wal`,
+        );
+      }
+      const conn = openConn(path, false);
+      try {
+        conn.pragma('busy_timeout = 5000');
+        const mode = conn.pragma('journal_mode = WAL', { simple: true });
+        if (String(mode).toLowerCase() !== 'wal') {
+          throw new PitrError('DB_NOT_WAL', `could not switch ${path} to WAL mode (it stays "${String(mode)}")`, 'check that no other process holds an exclusive lock, and that the file system supports shared memory');
+        }
+      } finally {
+        conn.close();
+      }
+      info = await readDbFileInfo(path);
+    }
+    const readers: Reader[] = [];
+    for (let i = 0; i < 3; i++) {
+      const conn = openConn(path, true);
+      conn.pragma('busy_timeout = 5000');
+      readers.push({ conn, inTx: false, pins: 0 });
+    }
+    return new SourceDb(path, info, readers);
+  }
+
+  /**
+   * Move the held read transaction forward to the database's current state, without ever holding
+   * none (see the class comment). Call only after everything up to the previous mark is spooled.
+   */
+  advanceRead(): void {
+    this.assertOpen();
+    const next = this.readers.find((r) => r !== this.current && !r.inTx);
+    if (!next) {
+      throw new PitrError('DB_OPEN_FAILED', 'no free reader connection (internal: too many pinned snapshots)', 'report this as a bug');
+    }
+    next.conn.exec('BEGIN');
+    try {
+      // A deferred BEGIN takes no lock; the first read fixes the snapshot (the WAL read mark).
+      next.conn.prepare('SELECT count(*) FROM sqlite_schema').pluck().get();
+    } catch (err) {
+      next.conn.exec('ROLLBACK');
+      throw new PitrError('DB_OPEN_FAILED', `cannot read ${this.path}: ${(err as Error).message}`, 'check that the file is a healthy SQLite database', { cause: err });
+    }
+    next.inTx = true;
+    const prev = this.current;
+    this.current = next;
+    if (prev && prev.pins === 0) this.endTx(prev);
+  }
+
+  /** Keep the current read transaction alive (e.g. for a snapshot) even after capture advances. */
+  pinRead(): ReadPin {
+    const reader = this.current;
+    if (!reader) throw new PitrError('DB_OPEN_FAILED', 'no read transaction to pin (internal)', 'report this as a bug');
+    reader.pins++;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        reader.pins--;
+        if (reader.pins === 0 && reader !== this.current) this.endTx(reader);
+      },
+    };
+  }
+
+  /**
+   * Run a checkpoint on the writer connection with a short busy timeout so it never makes the
+   * app's writers wait long. PASSIVE never blocks anyone; the others are for explicit requests.
+   */
+  checkpoint(mode: CheckpointMode, busyTimeoutMs = 50): CheckpointResult {
+    this.assertOpen();
+    if (!this.writer) {
+      this.writer = openConn(this.path, false);
+    }
+    this.writer.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+    const start = performance.now();
+    const row = this.writer.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number };
+    return {
+      mode,
+      busy: row.busy !== 0,
+      walFrames: row.log,
+      checkpointedFrames: row.checkpointed,
+      durationMs: performance.now() - start,
+    };
+  }
+
+  /** End every transaction and close. The read-write connection closes first so it is never the last one. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.writer?.close();
+    } catch {
+      // closing is best effort; the process is going away
+    }
+    for (const r of this.readers) {
+      try {
+        if (r.inTx) r.conn.exec('COMMIT');
+        r.conn.close();
+      } catch {
+        // same
+      }
+    }
+  }
+
+  private endTx(reader: Reader): void {
+    reader.conn.exec('COMMIT');
+    reader.inTx = false;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new PitrError('DB_OPEN_FAILED', `database ${this.path} is closed`, 'internal: use after close');
+  }
+}
+
+function openConn(path: string, readonly: boolean): Database.Database {
+  try {
+    return new Database(path, { readonly, fileMustExist: true });
+  } catch (err) {
+    throw new PitrError('DB_OPEN_FAILED', `cannot open database ${path}: ${(err as Error).message}`, 'check the path and permissions', { cause: err });
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * One error class for everything pitr reports to a user. `code` is stable and machine-readable,
+ * `message` says what happened (naming the thing), `hint` says what to do about it.
+ */
+export type ErrorCode =
+  | 'USAGE'
+  | 'DB_NOT_FOUND'
+  | 'DB_IS_DIRECTORY'
+  | 'DB_NOT_WAL'
+  | 'DB_OPEN_FAILED'
+  | 'WAL_INVALID'
+  | 'REPLICA_URL_INVALID'
+  | 'REPLICA_NOT_FOUND'
+  | 'REPLICA_EMPTY'
+  | 'OBJECT_NOT_FOUND'
+  | 'OBJECT_CORRUPT'
+  | 'CHAIN_BROKEN'
+  | 'TARGET_OUT_OF_WINDOW'
+  | 'OUTPUT_EXISTS'
+  | 'OUTPUT_INVALID'
+  | 'INTEGRITY_CHECK_FAILED'
+  | 'STORAGE_IO'
+  | 'SPOOL_CORRUPT'
+  | 'ABORTED';
+
+export class PitrError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, hint?: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PitrError';
+    this.code = code;
+    this.hint = hint;
+  }
+}
+
+/** True when `err` is a PitrError with the given code (or any PitrError when no code is given). */
+export function isPitrError(err: unknown, code?: ErrorCode): err is PitrError {
+  return err instanceof PitrError && (code === undefined || err.code === code);
+}
+
+/** Node's errno code of an fs error (ENOENT, EISDIR, ...), or undefined. */
+export function errnoCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,327 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'chokidar';
+import { basename, dirname } from 'node:path';
+import { PitrError, errnoCode, isPitrError } from '../errors.js';
+import type { StorageClient } from '../storage/storage-client.js';
+import { SourceDb } from '../db/source-db.js';
+import { Capture } from './capture.js';
+import { Spool } from './spool.js';
+import { Shipper } from './shipper.js';
+import { loadPosition } from './position.js';
+import { planRetention } from './retention.js';
+import { writeSnapshotToSpool } from './snapshotter.js';
+import { buildCatalog } from '../catalog/catalog.js';
+import type { Logger } from '../log.js';
+import { formatDuration } from '../util/duration.js';
+
+export interface AgentOptions {
+  dbPath: string;
+  replicas: StorageClient[];
+  /** Local, durable storage for the spool (a directory store under the state dir). */
+  spoolStore: StorageClient;
+  stateDir: string;
+  syncIntervalMs: number;
+  snapshotIntervalMs: number;
+  retentionMs: number;
+  /** How often retention runs (it LISTs each replica). */
+  retentionCheckMs?: number;
+  checkpointFrames?: number;
+  /** Fallback stat of the WAL, in case a file-system event is missed. */
+  pollIntervalMs?: number;
+  enableWal?: boolean;
+  shutdownTimeoutMs?: number;
+  log: Logger;
+}
+
+export interface AgentResult {
+  /** True when every captured transaction reached every replica before exit. */
+  clean: boolean;
+}
+
+/**
+ * The sidecar: waits for the database, opens the capture chain (continuing or starting a
+ * generation), captures on every WAL change, snapshots on schedule, ships to every replica,
+ * enforces retention, and on abort captures one last time and flushes before returning.
+ */
+export class Agent {
+  private readonly log: Logger;
+  private db: SourceDb | undefined;
+  private capture: Capture | undefined;
+  private spool: Spool;
+  private shippers: Shipper[] = [];
+  private lock: Promise<unknown> = Promise.resolve();
+  private passQueued = false;
+  private passRunning = false;
+  private snapshotRunning: Promise<void> | undefined;
+  private lastSnapshotAt = 0;
+  private watcher: FSWatcher | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private lastWalStat = '';
+  private stopping = false;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.log.child({ db: opts.dbPath });
+    this.spool = new Spool(opts.spoolStore);
+  }
+
+  async run(signal: AbortSignal): Promise<AgentResult> {
+    await this.waitForDb(signal);
+    if (signal.aborted) return { clean: true };
+    await mkdir(this.opts.stateDir, { recursive: true });
+    await this.spool.load();
+    this.shippers = this.opts.replicas.map(
+      (replica) =>
+        new Shipper(replica, this.spool, {
+          syncIntervalMs: this.opts.syncIntervalMs,
+          log: this.log,
+          currentGeneration: () => this.capture?.state.generation ?? '',
+          requestSnapshot: () => this.requestSnapshot('a replica has no snapshot of the current generation'),
+          onShipped: () => void this.trimSpool(),
+        }),
+    );
+    let knownMax = this.spool.maxTxid();
+    for (const s of this.shippers) {
+      try {
+        knownMax = Math.max(knownMax, Shipper.maxTxidOf(await s.init()));
+      } catch (err) {
+        this.log.warn('replica unreachable at startup; capture starts anyway and uploads will be retried', { replica: s.replica.url, err });
+      }
+    }
+    await this.openChain(knownMax, false);
+    this.startWatching();
+    this.log.info('replicating', {
+      generation: this.capture?.state.generation,
+      txid: this.capture?.state.lastTxid,
+      replicas: this.opts.replicas.map((r) => r.url),
+      syncInterval: formatDuration(this.opts.syncIntervalMs),
+    });
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    return this.shutdown();
+  }
+
+  /** Open (or reopen) the database and the chain; takes the first snapshot of a new generation. */
+  private async openChain(knownMax: number, forceNew: boolean): Promise<void> {
+    this.db?.close();
+    this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.enableWal ?? false });
+    let position = null;
+    if (!forceNew) {
+      try {
+        position = await loadPosition(this.opts.stateDir);
+      } catch (err) {
+        this.log.warn('saved position unreadable; starting a new generation', { err });
+      }
+    }
+    const { capture, newGeneration, reason } = await Capture.start(
+      this.db,
+      this.spool,
+      { dbPath: this.opts.dbPath, stateDir: this.opts.stateDir, checkpointFrames: this.opts.checkpointFrames ?? 1000, log: this.log },
+      position,
+      knownMax,
+    );
+    this.capture = capture;
+    if (newGeneration) {
+      this.log.info('starting a new generation', { generation: capture.state.generation, reason, txid: capture.state.lastTxid });
+      // Called at startup or from a pass: either way no pass can run meanwhile, so no lock here.
+      await this.snapshot(true);
+      await capture.persist();
+    } else {
+      this.log.info('continuing generation', { generation: capture.state.generation, txid: capture.state.lastTxid });
+    }
+    this.notifyShippers();
+  }
+
+  private async waitForDb(signal: AbortSignal): Promise<void> {
+    let told = false;
+    while (!signal.aborted) {
+      try {
+        const st = await stat(this.opts.dbPath);
+        if (st.isDirectory()) {
+          throw new PitrError('DB_IS_DIRECTORY', `database path ${this.opts.dbPath} is a directory`, 'pass the path of the SQLite database file, e.g. /data/app.db');
+        }
+        if (st.size > 0) return;
+      } catch (err) {
+        if (isPitrError(err) || errnoCode(err) !== 'ENOENT') throw err;
+      }
+      if (!told) {
+        this.log.info('waiting for the database to be created', { path: this.opts.dbPath });
+        told = true;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  private startWatching(): void {
+    const walPath = `${this.opts.dbPath}-wal`;
+    // Watch the directory entries we care about: the WAL may not exist yet, or be deleted and recreated.
+    this.watcher = watch(dirname(this.opts.dbPath), {
+      ignoreInitial: true,
+      depth: 0,
+      ignored: (p: string) => p !== dirname(this.opts.dbPath) && basename(p) !== basename(walPath) && p !== this.opts.dbPath,
+    });
+    this.watcher.on('all', () => this.schedulePass());
+    this.watcher.on('error', (err) => this.log.warn('file watcher error; falling back to polling', { err }));
+    const poll = this.opts.pollIntervalMs ?? 1000;
+    this.timers.push(setInterval(() => void this.pollWal(walPath), poll));
+    const snapEvery = this.opts.snapshotIntervalMs;
+    if (snapEvery > 0) {
+      this.lastSnapshotAt = Date.now();
+      this.timers.push(
+        setInterval(() => {
+          if (Date.now() - this.lastSnapshotAt >= snapEvery) this.requestSnapshot('snapshot interval');
+        }, Math.min(snapEvery, 60_000)),
+      );
+    }
+    const retentionEvery = this.opts.retentionCheckMs ?? 3_600_000;
+    if (this.opts.retentionMs > 0) {
+      this.timers.push(setInterval(() => void this.enforceRetention(), retentionEvery));
+      this.timers.push(setTimeout(() => void this.enforceRetention(), Math.min(retentionEvery, 60_000)));
+    }
+  }
+
+  /** Cheap fallback for missed events: one stat per interval, a pass only when something changed. */
+  private async pollWal(walPath: string): Promise<void> {
+    let sig = 'missing';
+    try {
+      const st = await stat(walPath);
+      sig = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      // missing WAL is a state like any other
+    }
+    if (sig !== this.lastWalStat) {
+      this.lastWalStat = sig;
+      this.schedulePass();
+    }
+  }
+
+  /** Run a capture pass soon; passes never overlap, and a burst of events makes one more pass. */
+  private schedulePass(): void {
+    if (this.stopping) return;
+    if (this.passRunning) {
+      this.passQueued = true;
+      return;
+    }
+    this.passRunning = true;
+    void this.withLock(() => this.runPass()).finally(() => {
+      this.passRunning = false;
+      if (this.passQueued) {
+        this.passQueued = false;
+        this.schedulePass();
+      }
+    });
+  }
+
+  private async runPass(): Promise<void> {
+    const capture = this.capture;
+    if (!capture) return;
+    try {
+      const r = await capture.pass();
+      if (r.broken) {
+        this.log.warn(`continuity lost: ${r.broken}; starting a new generation`, { generation: capture.state.generation });
+        await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), true);
+        return;
+      }
+      if (r.transactions > 0) {
+        this.log.debug('captured', { transactions: r.transactions, bytes: r.bytes, txid: capture.state.lastTxid });
+        this.notifyShippers();
+      }
+      if (r.checkpoint) this.log.debug('checkpoint', { ...r.checkpoint });
+    } catch (err) {
+      this.log.error('capture pass failed; will retry on the next change', { err });
+    }
+  }
+
+  private notifyShippers(): void {
+    for (const s of this.shippers) s.notify();
+  }
+
+  private requestSnapshot(why: string): void {
+    if (this.snapshotRunning || this.stopping) return;
+    this.log.info('taking a snapshot', { reason: why });
+    this.snapshotRunning = this.snapshot()
+      .catch((err) => this.log.error('snapshot failed; it will be retried', { err }))
+      .finally(() => {
+        this.snapshotRunning = undefined;
+      });
+  }
+
+  /** Pin the current state under the lock, then stream pages outside it so capture keeps going. */
+  private async snapshot(callerHoldsLock = false): Promise<void> {
+    const capture = this.capture;
+    const db = this.db;
+    if (!capture || !db) return;
+    const take = async (): Promise<{ pin: ReturnType<SourceDb['pinRead']>; view: ReturnType<Capture['snapshotView']> }> => ({
+      pin: db.pinRead(),
+      view: capture.snapshotView(),
+    });
+    const { view, pin } = callerHoldsLock ? await take() : await this.withLock(take);
+    const started = Date.now();
+    const entry = await writeSnapshotToSpool({ dbPath: this.opts.dbPath, view, pin, spool: this.spool });
+    this.lastSnapshotAt = Date.now();
+    this.log.info('snapshot spooled', { key: entry.key, bytes: entry.size, pages: view.dbSizePages, took: formatDuration(Date.now() - started) });
+    this.notifyShippers();
+  }
+
+  private trimming = false;
+  /** Delete spool entries every replica is done with. */
+  private async trimSpool(): Promise<void> {
+    if (this.trimming) return;
+    this.trimming = true;
+    try {
+      const done = [];
+      for (const gen of this.spool.generations()) {
+        for (const e of [...this.spool.segmentsOf(gen), ...this.spool.snapshotsOf(gen)]) {
+          if (this.shippers.every((s) => s.doneWith(e))) done.push(e);
+        }
+      }
+      await this.spool.remove(done);
+    } catch (err) {
+      this.log.warn('spool cleanup failed; will retry', { err });
+    } finally {
+      this.trimming = false;
+    }
+  }
+
+  private async enforceRetention(): Promise<void> {
+    const keepFrom = Date.now() - this.opts.retentionMs;
+    for (const s of this.shippers) {
+      try {
+        const catalog = buildCatalog(await s.replica.list('generations/'));
+        const plan = planRetention(catalog, keepFrom, this.capture?.state.generation);
+        const keys = [...plan.snapshots, ...plan.segments].map((e) => e.key);
+        if (keys.length === 0) continue;
+        await s.replica.delete(keys);
+        s.noteDeleted(plan.snapshots);
+        this.log.info('retention: removed objects older than the window', { replica: s.replica.url, objects: keys.length });
+      } catch (err) {
+        this.log.warn('retention check failed; will retry', { replica: s.replica.url, err });
+      }
+    }
+  }
+
+  private async shutdown(): Promise<AgentResult> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.watcher?.close();
+    // Capture what the app committed up to now, then ship it all.
+    await this.withLock(() => this.runPass());
+    if (this.snapshotRunning) await this.snapshotRunning;
+    const deadline = Date.now() + (this.opts.shutdownTimeoutMs ?? 30_000);
+    const results = await Promise.all(this.shippers.map((s) => s.flush(deadline)));
+    for (const s of this.shippers) s.stop();
+    await this.trimSpool();
+    this.db?.close();
+    const clean = results.every(Boolean);
+    if (clean) this.log.info('stopped; every captured transaction is in every replica', { txid: this.capture?.state.lastTxid });
+    else this.log.error('stopped with transactions not yet uploaded; they stay in the spool and ship on the next start', { txid: this.capture?.state.lastTxid });
+    return { clean };
+  }
+
+  private withLock<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn, fn);
+    this.lock = next.catch(() => {});
+    return next;
+  }
+}

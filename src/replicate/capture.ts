@@ -1,0 +1,310 @@
+import { open } from 'node:fs/promises';
+import { PitrError, errnoCode } from '../errors.js';
+import type { SourceDb, CheckpointResult } from '../db/source-db.js';
+import { dbIdentity } from '../db/db-file.js';
+import { scanWal, verifyWalPrefix, type WalCommit, type WalScanResult } from '../wal/wal-scan.js';
+import { readWalPages } from '../wal/wal-frames.js';
+import { cursorAtHeader, sameWalIncarnation, type WalCursor } from '../wal/wal-cursor.js';
+import { SegmentBodyBuilder } from '../segment/segment-builder.js';
+import { newGenerationId } from '../segment/object-names.js';
+import type { Spool } from './spool.js';
+import { savePosition, type Position } from './position.js';
+import type { Logger } from '../log.js';
+
+/** The capture chain: what has been spooled, and where that leaves us in the WAL. */
+export interface ChainState {
+  generation: string;
+  lastTxid: number;
+  lastTime: number;
+  cursor: WalCursor | null;
+  dbSizePages: number;
+}
+
+/** A consistent view for a snapshot: the chain state plus where each page's newest copy is. */
+export interface SnapshotView {
+  generation: string;
+  txid: number;
+  commitTime: number;
+  dbSizePages: number;
+  pageSize: number;
+  cursor: WalCursor | null;
+  /** pgno -> newest WAL frame holding it, for frames up to the cursor. */
+  pageMap: Map<number, number>;
+}
+
+export interface PassResult {
+  transactions: number;
+  bytes: number;
+  /** Set when continuity is lost mid-run: the agent must start a new generation. */
+  broken?: string;
+  checkpoint?: CheckpointResult;
+}
+
+export interface CaptureOptions {
+  dbPath: string;
+  stateDir: string;
+  /** PASSIVE checkpoint once the WAL holds this many frames (all spooled). */
+  checkpointFrames: number;
+  log: Logger;
+}
+
+/** Largest uncompressed spool entry; bigger passes are cut at a transaction boundary. */
+const SPOOL_ENTRY_BYTES = 32 << 20;
+
+/**
+ * Capture: turns committed WAL frames into durable spool entries, one txid per commit.
+ * Every method must be called under the agent's capture lock (one at a time).
+ */
+export class Capture {
+  readonly walPath: string;
+  state: ChainState;
+  private readonly pageMap = new Map<number, number>();
+  private readonly identity: { dev: number; ino: number };
+
+  private constructor(
+    private readonly db: SourceDb,
+    private readonly spool: Spool,
+    private readonly opts: CaptureOptions,
+    state: ChainState,
+  ) {
+    this.walPath = `${opts.dbPath}-wal`;
+    this.state = state;
+    this.identity = { dev: db.info.dev, ino: db.info.ino };
+  }
+
+  /**
+   * Open the chain at startup. Continues the saved position when continuity is proven (same
+   * file, same WAL incarnation, its frames up to the saved cursor unchanged, nothing newer in the
+   * spool or the replicas); otherwise starts a new generation, whose first snapshot the caller
+   * must take (see `needsSnapshot`) before anything else.
+   */
+  static async start(
+    db: SourceDb,
+    spool: Spool,
+    opts: CaptureOptions,
+    position: Position | null,
+    knownMaxTxid: number,
+  ): Promise<{ capture: Capture; newGeneration: boolean; reason: string }> {
+    const walPath = `${opts.dbPath}-wal`;
+    let scan: WalScanResult | undefined;
+    // The first read transaction has no predecessor protecting the WAL, so a restart could
+    // overwrite frames while we scan: scan until the header is the same before and after.
+    for (let attempt = 0; attempt < 10; attempt++) {
+      db.advanceRead();
+      const before = await readHeaderBytes(walPath);
+      scan = await scanWal(walPath, null);
+      const after = await readHeaderBytes(walPath);
+      if (before === after) break;
+      scan = undefined;
+    }
+    if (!scan) throw new PitrError('WAL_INVALID', `the WAL of ${opts.dbPath} kept being restarted while pitr read it`, 'retry; if it persists, report it');
+    if (scan.kind === 'invalid-header') {
+      throw new PitrError('WAL_INVALID', `${walPath} has an invalid header`, 'check that the file is a SQLite WAL of this database');
+    }
+    const commits = scan.kind === 'ok' ? scan.commits : [];
+    const cursor = scan.kind === 'ok' ? scan.cursor : null;
+    const lastCommit = commits[commits.length - 1];
+    const dbSizePages = lastCommit ? lastCommit.dbSizePages : db.info.pageCount;
+
+    const reason = await continuityProblem(db, walPath, position, knownMaxTxid, scan);
+    if (reason === null && position) {
+      const capture = new Capture(db, spool, opts, {
+        generation: position.generation,
+        lastTxid: position.lastTxid,
+        lastTime: position.lastTime,
+        cursor: position.cursor,
+        dbSizePages: position.dbSizePages,
+      });
+      const oldFrames = position.cursor?.frame ?? 0;
+      capture.mapCommits(commits.filter((c) => c.lastFrame <= oldFrames));
+      const fresh = commits.filter((c) => c.firstFrame > oldFrames);
+      if (fresh.length > 0 && scan.kind === 'ok') {
+        await capture.spoolCommits(fresh, scan.cursor);
+      }
+      return { capture, newGeneration: false, reason: 'continuity proven' };
+    }
+    const txid = Math.max(knownMaxTxid, position?.lastTxid ?? 0) + 1;
+    const capture = new Capture(db, spool, opts, {
+      generation: newGenerationId(),
+      lastTxid: txid,
+      lastTime: Math.max(Date.now(), position?.lastTime ?? 0),
+      cursor,
+      dbSizePages,
+    });
+    capture.mapCommits(commits);
+    return { capture, newGeneration: true, reason: reason ?? 'no saved position' };
+  }
+
+  /**
+   * One capture pass: move the read mark, read newly committed frames, spool them durably, and
+   * checkpoint when the WAL is long and fully spooled.
+   */
+  async pass(): Promise<PassResult> {
+    const id = await dbIdentity(this.opts.dbPath);
+    if (!id) return { transactions: 0, bytes: 0, broken: 'the database file was removed' };
+    if (id.dev !== this.identity.dev || id.ino !== this.identity.ino) {
+      return { transactions: 0, bytes: 0, broken: 'the database file was replaced' };
+    }
+    this.db.advanceRead();
+    let transactions = 0;
+    let bytes = 0;
+    for (let round = 0; round < 16; round++) {
+      const res = await scanWal(this.walPath, this.state.cursor);
+      if (res.kind === 'no-wal') {
+        // Truncated by a checkpoint. Our read transaction kept that from happening before we
+        // had read every frame, so the chain continues with the next WAL header.
+        if (this.state.cursor) {
+          this.state.cursor = null;
+          this.pageMap.clear();
+          await this.persist();
+        }
+        break;
+      }
+      if (res.kind === 'invalid-header') break; // a header being written; the next event retries
+      if (res.kind === 'header-changed') {
+        if (res.header.pageSize !== this.db.info.pageSize) {
+          return { transactions, bytes, broken: `the page size changed to ${res.header.pageSize}` };
+        }
+        // Restarted WAL: safe to follow for the same reason as truncation (see SourceDb).
+        this.state.cursor = cursorAtHeader(res.header);
+        this.pageMap.clear();
+        await this.persist();
+        continue;
+      }
+      if (res.commits.length > 0) {
+        const r = await this.spoolCommits(res.commits, res.cursor);
+        transactions += r.transactions;
+        bytes += r.bytes;
+      } else if (!this.state.cursor) {
+        this.state.cursor = res.cursor;
+        await this.persist();
+      }
+      if (res.stop !== 'limit') break;
+    }
+    let checkpoint: CheckpointResult | undefined;
+    if (this.state.cursor && this.state.cursor.frame >= this.opts.checkpointFrames) {
+      // Everything up to the cursor is spooled: move the mark there so the checkpoint may
+      // backfill all of it, letting the app's next write restart the WAL from the start.
+      this.db.advanceRead();
+      try {
+        checkpoint = this.db.checkpoint('PASSIVE', 0);
+      } catch (err) {
+        this.opts.log.debug('checkpoint skipped', { err });
+      }
+    }
+    return { transactions, bytes, checkpoint };
+  }
+
+  /** The consistent view a snapshot needs; call under the capture lock and pin the read first. */
+  snapshotView(): SnapshotView {
+    return {
+      generation: this.state.generation,
+      txid: this.state.lastTxid,
+      commitTime: this.state.lastTime,
+      dbSizePages: this.state.dbSizePages,
+      pageSize: this.db.info.pageSize,
+      cursor: this.state.cursor ? { ...this.state.cursor } : null,
+      pageMap: new Map(this.pageMap),
+    };
+  }
+
+  /** Save the position (after the spool entries it describes are durable). */
+  async persist(): Promise<void> {
+    const p: Position = {
+      version: 1,
+      generation: this.state.generation,
+      lastTxid: this.state.lastTxid,
+      lastTime: this.state.lastTime,
+      cursor: this.state.cursor,
+      dbSizePages: this.state.dbSizePages,
+      pageSize: this.db.info.pageSize,
+      db: this.identity,
+    };
+    await savePosition(this.opts.stateDir, p);
+  }
+
+  private mapCommits(commits: readonly WalCommit[]): void {
+    for (const c of commits) {
+      for (let i = 0; i < c.pgnos.length; i++) this.pageMap.set(c.pgnos[i] as number, c.firstFrame + i);
+    }
+  }
+
+  private async spoolCommits(commits: readonly WalCommit[], after: WalCursor): Promise<{ transactions: number; bytes: number }> {
+    const pageSize = this.db.info.pageSize;
+    // Commit time = when we read the commit frame: an upper bound on the true commit time.
+    const time = Math.max(Date.now(), this.state.lastTime);
+    const fh = await open(this.walPath, 'r');
+    let bytes = 0;
+    let txid = this.state.lastTxid;
+    try {
+      let builder = new SegmentBodyBuilder(pageSize);
+      const flush = async (): Promise<void> => {
+        if (builder.txCount === 0) return;
+        const body = builder.finish();
+        await this.spool.addSegment(
+          {
+            generation: this.state.generation,
+            pageSize,
+            firstTxid: builder.firstTxid as number,
+            lastTxid: builder.lastTxid as number,
+            firstTime: builder.firstTime as number,
+            lastTime: builder.lastTime as number,
+          },
+          body,
+        );
+        bytes += body.length;
+        builder = new SegmentBodyBuilder(pageSize);
+      };
+      for (const c of commits) {
+        await readWalPages(fh, after, c.firstFrame, c.pgnos, (pgno, data) => builder.page(pgno, data));
+        txid++;
+        builder.commit(c.dbSizePages, txid, time);
+        if (builder.byteLength >= SPOOL_ENTRY_BYTES) await flush();
+      }
+      await flush();
+    } finally {
+      await fh.close();
+    }
+    this.mapCommits(commits);
+    const last = commits[commits.length - 1] as WalCommit;
+    this.state = { ...this.state, lastTxid: txid, lastTime: time, cursor: after, dbSizePages: last.dbSizePages };
+    await this.persist();
+    return { transactions: commits.length, bytes };
+  }
+}
+
+async function readHeaderBytes(walPath: string): Promise<string> {
+  try {
+    const fh = await open(walPath, 'r');
+    try {
+      const buf = Buffer.alloc(32);
+      const { bytesRead } = await fh.read(buf, 0, 32, 0);
+      return buf.subarray(0, bytesRead).toString('hex');
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return 'missing';
+    throw err;
+  }
+}
+
+/** Why the saved position cannot be continued, or null when continuity is proven. */
+async function continuityProblem(
+  db: SourceDb,
+  walPath: string,
+  position: Position | null,
+  knownMaxTxid: number,
+  scan: WalScanResult,
+): Promise<string | null> {
+  if (!position) return 'no saved position';
+  if (position.pageSize !== db.info.pageSize) return 'the page size changed';
+  if (position.db.dev !== db.info.dev || position.db.ino !== db.info.ino) return 'the database file was replaced';
+  if (knownMaxTxid > position.lastTxid) return 'the spool or a replica is ahead of the saved position (unclean stop)';
+  if (!position.cursor) return 'the WAL was empty when the agent stopped, so changes made while it was down cannot be proven complete';
+  if (scan.kind !== 'ok') return 'the WAL was checkpointed and removed while the agent was down';
+  if (!sameWalIncarnation(scan.header, position.cursor)) return 'the WAL was restarted while the agent was down';
+  if (scan.cursor.frame < position.cursor.frame) return 'the WAL is shorter than the saved position';
+  if (!(await verifyWalPrefix(walPath, position.cursor))) return 'the WAL frames before the saved position changed';
+  return null;
+}

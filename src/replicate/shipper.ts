@@ -1,0 +1,322 @@
+import type { StorageClient } from '../storage/storage-client.js';
+import { buildCatalog, maxTxid, type Catalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
+import { segmentKey } from '../segment/object-names.js';
+import { concatSegmentBodies, encodeSegment, type DecodedSegment } from '../segment/segment-codec.js';
+import type { Spool } from './spool.js';
+import type { Logger } from '../log.js';
+import { formatDuration } from '../util/duration.js';
+
+/** What the replica holds of one generation, as far as this agent knows (no LIST per sync). */
+interface RemoteGeneration {
+  /** Txid of the snapshot the replica's chain starts from; undefined = no base yet. */
+  baseTxid: number | undefined;
+  /** End of the unbroken chain in the replica. */
+  chainEnd: number;
+  snapshots: Set<number>;
+}
+
+export interface ShipperOptions {
+  /** Minimum spacing of uploads under sustained writes; 0 = upload every capture. */
+  syncIntervalMs: number;
+  /** Most uncompressed bytes merged into one uploaded segment. */
+  maxSegmentBytes?: number;
+  compressionLevel?: number;
+  log: Logger;
+  /** The generation capture is writing now. */
+  currentGeneration: () => string;
+  /** Ask the agent for a fresh snapshot of the current generation (this replica has no base). */
+  requestSnapshot: () => void;
+  /** Called after each successful upload (the agent trims the spool). */
+  onShipped: () => void;
+}
+
+export interface ShipperStats {
+  bytesShipped: number;
+  objectsShipped: number;
+  uploadErrors: number;
+  lastShippedTxid: number;
+  lastShippedTime: number;
+}
+
+/**
+ * Ships spool entries to one replica, in txid order, with its own position, pacing and retries.
+ * A failing replica only delays itself: capture and other shippers never wait for it.
+ */
+export class Shipper {
+  readonly replica: StorageClient;
+  readonly stats: ShipperStats = { bytesShipped: 0, objectsShipped: 0, uploadErrors: 0, lastShippedTxid: 0, lastShippedTime: 0 };
+  private readonly remote = new Map<string, RemoteGeneration>();
+  private readonly skipped = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private dirty = false;
+  private stopped = false;
+  private lastUploadAt = 0;
+  private failures = 0;
+  private failingSince = 0;
+  private readonly log: Logger;
+  private initialized = false;
+
+  constructor(
+    replica: StorageClient,
+    private readonly spool: Spool,
+    private readonly opts: ShipperOptions,
+  ) {
+    this.replica = replica;
+    this.log = opts.log.child({ replica: replica.url });
+  }
+
+  /** One LIST of the replica: learn what it holds. Returns its catalog. */
+  async init(): Promise<Catalog> {
+    const catalog = buildCatalog(await this.replica.list('generations/'));
+    this.remote.clear();
+    for (const g of catalog.generations) {
+      const last = g.windows[g.windows.length - 1];
+      this.remote.set(g.id, {
+        baseTxid: last?.firstTxid,
+        chainEnd: last?.lastTxid ?? 0,
+        snapshots: new Set(g.snapshots.map((s) => s.txid)),
+      });
+    }
+    this.initialized = true;
+    return catalog;
+  }
+
+  static maxTxidOf(catalog: Catalog): number {
+    return maxTxid(catalog);
+  }
+
+  /** New spool entries exist: upload now, or at the next sync-interval boundary. */
+  notify(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.dirty = true;
+      return;
+    }
+    if (this.timer) return;
+    const wait = this.failures > 0 ? this.retryDelay() : Math.max(0, this.lastUploadAt + this.opts.syncIntervalMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.kick();
+    }, wait);
+  }
+
+  /** Upload everything pending now, ignoring the sync interval; resolves when done or on deadline. */
+  async flush(deadline: number): Promise<boolean> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    while (Date.now() < deadline) {
+      if (this.running) await this.running;
+      if (!this.hasPending()) return true;
+      this.kick();
+      await this.running;
+      if (this.hasPending()) {
+        // Failing, or waiting for a snapshot the agent is taking: do not spin.
+        const pause = this.failures > 0 ? this.retryDelay() : 50;
+        await sleep(Math.min(pause, Math.max(0, deadline - Date.now())));
+      }
+    }
+    return !this.hasPending();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** True when this replica no longer needs the spool entry. */
+  doneWith(entry: SegmentEntry | SnapshotEntry): boolean {
+    if (this.skipped.has(entry.generation)) return true;
+    const r = this.remote.get(entry.generation);
+    if (!r || r.baseTxid === undefined) return false;
+    if ('firstTxid' in entry) return r.chainEnd >= entry.lastTxid;
+    return r.snapshots.has(entry.txid) || entry.txid < r.baseTxid;
+  }
+
+  /** Age in ms of the oldest spooled commit not yet in this replica (0 when caught up). */
+  lagMs(now = Date.now()): number {
+    let oldest = Infinity;
+    for (const gen of this.spool.generations()) {
+      if (this.skipped.has(gen)) continue;
+      const end = this.remote.get(gen)?.chainEnd ?? 0;
+      for (const s of this.spool.segmentsOf(gen)) {
+        if (s.lastTxid > end) {
+          oldest = Math.min(oldest, s.firstTime);
+          break;
+        }
+      }
+    }
+    return oldest === Infinity ? 0 : Math.max(0, now - oldest);
+  }
+
+  /** Forget a generation's remote state after retention deleted objects of it. */
+  noteDeleted(keys: readonly SnapshotEntry[]): void {
+    for (const s of keys) this.remote.get(s.generation)?.snapshots.delete(s.txid);
+  }
+
+  hasPending(): boolean {
+    for (const gen of this.spool.generations()) {
+      if (this.skipped.has(gen)) continue;
+      const r = this.remote.get(gen);
+      const segs = this.spool.segmentsOf(gen);
+      const snaps = this.spool.snapshotsOf(gen);
+      if (!r || r.baseTxid === undefined) {
+        if (snaps.length > 0 || segs.length > 0) return true;
+        continue;
+      }
+      if (segs.some((s) => s.lastTxid > r.chainEnd)) return true;
+      if (snaps.some((s) => !r.snapshots.has(s.txid) && s.txid >= (r.baseTxid as number))) return true;
+    }
+    return false;
+  }
+
+  private kick(): void {
+    if (this.running || this.stopped) return;
+    this.running = this.run().finally(() => {
+      this.running = undefined;
+      if (this.dirty || (this.failures > 0 && this.hasPending())) {
+        this.dirty = false;
+        this.notify();
+      }
+    });
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (!this.stopped && (await this.shipOnce())) {
+        // keep going while there is work
+      }
+      if (this.failures > 0) {
+        this.log.info('replica reachable again; caught up', { downFor: formatDuration(Date.now() - this.failingSince) });
+        this.failures = 0;
+      }
+    } catch (err) {
+      this.stats.uploadErrors++;
+      if (this.failures === 0) {
+        this.failingSince = Date.now();
+        // Once per outage, not once per retry: the retries are logged at debug level.
+        this.log.warn('upload to replica failed; capture continues and uploads will be retried', { err });
+      } else {
+        this.log.debug('upload retry failed', { err, attempt: this.failures + 1 });
+      }
+      this.failures++;
+    }
+  }
+
+  private retryDelay(): number {
+    const base = Math.min(30_000, 250 * 2 ** Math.min(this.failures, 8));
+    return Math.round(base * (0.5 + Math.random() * 0.5));
+  }
+
+  /** Upload one object (snapshot or merged segment). Returns false when nothing is pending. */
+  private async shipOnce(): Promise<boolean> {
+    // A replica unreachable at startup learns its state on the first successful call.
+    if (!this.initialized) await this.init();
+    for (const gen of this.spool.generations()) {
+      if (this.skipped.has(gen)) continue;
+      const snaps = this.spool.snapshotsOf(gen);
+      const segs = this.spool.segmentsOf(gen);
+      let r = this.remote.get(gen);
+      if (!r || r.baseTxid === undefined) {
+        const base = snaps[snaps.length - 1];
+        if (!base) {
+          if (segs.length === 0) continue;
+          if (gen === this.opts.currentGeneration()) {
+            this.opts.requestSnapshot();
+            return false; // resumes when the snapshot lands in the spool
+          }
+          this.skipGeneration(gen, 'it has no snapshot to start from');
+          continue;
+        }
+        await this.uploadSnapshot(base);
+        r = { baseTxid: base.txid, chainEnd: base.txid, snapshots: new Set([base.txid]) };
+        this.remote.set(gen, r);
+        return true;
+      }
+      const pending = segs.filter((s) => s.lastTxid > r.chainEnd);
+      if (pending.length > 0 && (pending[0] as SegmentEntry).firstTxid > r.chainEnd + 1) {
+        // The replica's chain ends before what the spool still has (e.g. the replica was reset).
+        const rebase = [...snaps].reverse().find((s) => s.txid >= (pending[0] as SegmentEntry).firstTxid - 1);
+        if (rebase) {
+          await this.uploadSnapshot(rebase);
+          r.snapshots.add(rebase.txid);
+          r.baseTxid = rebase.txid;
+          r.chainEnd = rebase.txid;
+          return true;
+        }
+        if (gen === this.opts.currentGeneration()) {
+          this.log.warn('replica is missing transactions the spool no longer has; requesting a new snapshot', { generation: gen, chainEnd: r.chainEnd });
+          this.opts.requestSnapshot();
+          r.baseTxid = undefined;
+          return false;
+        }
+        this.skipGeneration(gen, 'its older transactions are no longer in the spool');
+        continue;
+      }
+      if (pending.length > 0) {
+        await this.uploadSegments(gen, pending);
+        return true;
+      }
+      const snap = snaps.find((s) => !r.snapshots.has(s.txid) && s.txid >= (r.baseTxid as number));
+      if (snap) {
+        await this.uploadSnapshot(snap);
+        r.snapshots.add(snap.txid);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private skipGeneration(gen: string, why: string): void {
+    this.skipped.add(gen);
+    this.log.warn(`generation ${gen} will not be shipped to this replica: ${why}`, { generation: gen });
+  }
+
+  private async uploadSnapshot(s: SnapshotEntry): Promise<void> {
+    this.lastUploadAt = Date.now();
+    const body = await this.spool.openSnapshot(s);
+    await this.replica.put(s.key, body, { size: s.size });
+    this.stats.bytesShipped += s.size;
+    this.stats.objectsShipped++;
+    this.log.info('snapshot uploaded', { key: s.key, bytes: s.size });
+    this.opts.onShipped();
+  }
+
+  private async uploadSegments(gen: string, pending: readonly SegmentEntry[]): Promise<void> {
+    this.lastUploadAt = Date.now();
+    const max = this.opts.maxSegmentBytes ?? 64 << 20;
+    const batch: DecodedSegment[] = [];
+    const entries: SegmentEntry[] = [];
+    let size = 0;
+    for (const e of pending) {
+      if (entries.length > 0 && (size + e.size > max || e.firstTxid !== (entries[entries.length - 1] as SegmentEntry).lastTxid + 1)) break;
+      batch.push(await this.spool.readSegment(e));
+      entries.push(e);
+      size += e.size;
+    }
+    const first = entries[0] as SegmentEntry;
+    const last = entries[entries.length - 1] as SegmentEntry;
+    const body = batch.length === 1 ? (batch[0] as DecodedSegment).body : concatSegmentBodies(batch);
+    const pageSize = (batch[0] as DecodedSegment).header.pageSize;
+    const bytes = await encodeSegment(
+      { generation: gen, pageSize, firstTxid: first.firstTxid, lastTxid: last.lastTxid, firstTime: first.firstTime, lastTime: last.lastTime, compression: 'deflate' },
+      body,
+      { level: this.opts.compressionLevel ?? 1 },
+    );
+    await this.replica.put(segmentKey(gen, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime), bytes);
+    const r = this.remote.get(gen) as RemoteGeneration;
+    r.chainEnd = last.lastTxid;
+    this.stats.bytesShipped += bytes.length;
+    this.stats.objectsShipped++;
+    this.stats.lastShippedTxid = last.lastTxid;
+    this.stats.lastShippedTime = last.lastTime;
+    this.opts.onShipped();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

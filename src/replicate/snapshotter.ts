@@ -1,0 +1,92 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { PassThrough } from 'node:stream';
+import { PitrError, errnoCode } from '../errors.js';
+import type { ReadPin } from '../db/source-db.js';
+import { readWalPage } from '../wal/wal-frames.js';
+import { writeSnapshot } from '../segment/snapshot-codec.js';
+import type { SnapshotEntry } from '../catalog/catalog.js';
+import type { SnapshotView } from './capture.js';
+import type { Spool } from './spool.js';
+
+const CHUNK_PAGES_BYTES = 1 << 20;
+
+/**
+ * Write a full page image of the database as of `view` into the spool, streaming.
+ *
+ * Consistency: `pin` holds the read transaction whose mark is at or before view's cursor. While it
+ * is held, checkpoints copy into the database file only pages whose newest copy up to the cursor
+ * is in the WAL (we take those from the WAL), so every other page in the file is the version at
+ * the cursor. The WAL frames we read are checked for salts and page number; a mismatch means the
+ * WAL was restarted, which (given the pin) only happens once everything up to the cursor is in the
+ * database file and the file is frozen by the pin, so the file's copy is then the right one.
+ */
+export async function writeSnapshotToSpool(args: {
+  dbPath: string;
+  view: SnapshotView;
+  pin: ReadPin;
+  spool: Spool;
+  level?: number;
+  signal?: AbortSignal;
+}): Promise<SnapshotEntry> {
+  const { view, pin, spool } = args;
+  let dbFh: FileHandle | undefined;
+  let walFh: FileHandle | undefined;
+  try {
+    dbFh = await open(args.dbPath, 'r');
+    if (view.cursor && view.pageMap.size > 0) {
+      try {
+        walFh = await open(`${args.dbPath}-wal`, 'r');
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      }
+    }
+    const pageSize = view.pageSize;
+    const chunkPages = Math.max(1, Math.floor(CHUNK_PAGES_BYTES / pageSize));
+    const chunk = Buffer.alloc(chunkPages * pageSize);
+    let chunkFirst = 0; // first pgno in chunk; 0 = empty
+    let chunkCount = 0;
+    const walBuf = Buffer.alloc(pageSize);
+    const file = dbFh;
+
+    const nextPage = async (pgno: number): Promise<Uint8Array> => {
+      const frame = view.pageMap.get(pgno);
+      if (frame !== undefined && walFh && view.cursor) {
+        if (await readWalPage(walFh, view.cursor, frame, pgno, walBuf)) return walBuf;
+      }
+      if (chunkFirst === 0 || pgno < chunkFirst || pgno >= chunkFirst + chunkCount) {
+        const want = Math.min(chunkPages, view.dbSizePages - pgno + 1);
+        const { bytesRead } = await file.read(chunk, 0, want * pageSize, (pgno - 1) * pageSize);
+        chunkFirst = pgno;
+        chunkCount = Math.floor(bytesRead / pageSize);
+        if (chunkCount === 0) {
+          throw new PitrError('WAL_INVALID', `page ${pgno} is neither in the WAL nor in ${args.dbPath} (file too short)`, 'the snapshot is retried; if it persists, report it');
+        }
+      }
+      const at = (pgno - chunkFirst) * pageSize;
+      return chunk.subarray(at, at + pageSize);
+    };
+
+    const body = new PassThrough({ highWaterMark: 4 << 20 });
+    const stored = spool.addSnapshot(view.generation, view.txid, view.commitTime, body);
+    stored.catch(() => body.destroy());
+    const written = writeSnapshot(
+      body,
+      {
+        generation: view.generation,
+        pageSize,
+        txid: view.txid,
+        commitTime: view.commitTime,
+        dbSizePages: view.dbSizePages,
+        compression: 'deflate',
+      },
+      nextPage,
+      { level: args.level ?? 1, signal: args.signal },
+    );
+    const [entry] = await Promise.all([stored, written]);
+    return entry;
+  } finally {
+    pin.release();
+    await dbFh?.close();
+    await walFh?.close();
+  }
+}

@@ -1,0 +1,119 @@
+import type { Readable } from 'node:stream';
+import type { StorageClient } from '../storage/storage-client.js';
+import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
+import { segmentKey, snapshotKey } from '../segment/object-names.js';
+import { encodeSegment, decodeSegment } from '../segment/segment-codec.js';
+import type { SegmentHeaderInput } from '../segment/segment-codec.js';
+
+/**
+ * The local, durable queue between capture and the shippers. Its layout is a replica's layout
+ * (same keys, uncompressed segments), so one catalog type describes both. An entry stays until
+ * every replica is done with it; capture only lets SQLite checkpoint frames already in here.
+ */
+export class Spool {
+  readonly store: StorageClient;
+  private segments = new Map<string, SegmentEntry[]>();
+  private snapshots = new Map<string, SnapshotEntry[]>();
+  private bytes = 0;
+
+  constructor(store: StorageClient) {
+    this.store = store;
+  }
+
+  /** Rebuild the in-memory index from disk (at startup). */
+  async load(): Promise<void> {
+    const catalog = buildCatalog(await this.store.list('generations/'));
+    this.segments.clear();
+    this.snapshots.clear();
+    this.bytes = 0;
+    for (const g of catalog.generations) {
+      this.segments.set(g.id, [...g.segments]);
+      this.snapshots.set(g.id, [...g.snapshots]);
+      this.bytes += g.bytes;
+    }
+  }
+
+  /** Durably add a segment (uncompressed: the shipper compresses what it merges). */
+  async addSegment(h: Omit<SegmentHeaderInput, 'compression'>, body: Uint8Array): Promise<SegmentEntry> {
+    const bytes = await encodeSegment({ ...h, compression: 'none' }, body);
+    const key = segmentKey(h.generation, h.firstTxid, h.lastTxid, h.firstTime, h.lastTime);
+    await this.store.put(key, bytes);
+    const entry: SegmentEntry = { key, size: bytes.length, ...pick(h) };
+    const list = this.segments.get(h.generation) ?? [];
+    list.push(entry);
+    list.sort((a, b) => a.firstTxid - b.firstTxid);
+    this.segments.set(h.generation, list);
+    this.bytes += bytes.length;
+    return entry;
+  }
+
+  /** Durably add a snapshot streamed from `body`. */
+  async addSnapshot(generation: string, txid: number, commitTime: number, body: Readable): Promise<SnapshotEntry> {
+    const key = snapshotKey(generation, txid, commitTime);
+    await this.store.put(key, body);
+    const info = (await this.store.list(key)).find((o) => o.key === key);
+    const entry: SnapshotEntry = { key, size: info?.size ?? 0, generation, txid, commitTime };
+    const list = this.snapshots.get(generation) ?? [];
+    list.push(entry);
+    list.sort((a, b) => a.txid - b.txid);
+    this.snapshots.set(generation, list);
+    this.bytes += entry.size;
+    return entry;
+  }
+
+  generations(): string[] {
+    const ids = new Set([...this.segments.keys(), ...this.snapshots.keys()]);
+    return [...ids].sort();
+  }
+
+  segmentsOf(generation: string): readonly SegmentEntry[] {
+    return this.segments.get(generation) ?? [];
+  }
+
+  snapshotsOf(generation: string): readonly SnapshotEntry[] {
+    return this.snapshots.get(generation) ?? [];
+  }
+
+  /** Highest txid in the spool, any generation (0 when empty). */
+  maxTxid(): number {
+    let max = 0;
+    for (const l of this.segments.values()) for (const s of l) max = Math.max(max, s.lastTxid);
+    for (const l of this.snapshots.values()) for (const s of l) max = Math.max(max, s.txid);
+    return max;
+  }
+
+  totalBytes(): number {
+    return this.bytes;
+  }
+
+  /** Read and verify a spooled segment. */
+  async readSegment(entry: SegmentEntry): Promise<Awaited<ReturnType<typeof decodeSegment>>> {
+    return decodeSegment(await this.store.get(entry.key), `spool ${entry.key}`);
+  }
+
+  async openSnapshot(entry: SnapshotEntry): Promise<Readable> {
+    return this.store.getStream(entry.key);
+  }
+
+  /** Remove entries every replica is done with. */
+  async remove(entries: readonly (SegmentEntry | SnapshotEntry)[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.store.delete(entries.map((e) => e.key));
+    const gone = new Set(entries.map((e) => e.key));
+    for (const [gen, list] of this.segments) {
+      const kept = list.filter((e) => !gone.has(e.key));
+      if (kept.length) this.segments.set(gen, kept);
+      else this.segments.delete(gen);
+    }
+    for (const [gen, list] of this.snapshots) {
+      const kept = list.filter((e) => !gone.has(e.key));
+      if (kept.length) this.snapshots.set(gen, kept);
+      else this.snapshots.delete(gen);
+    }
+    for (const e of entries) this.bytes -= e.size;
+  }
+}
+
+function pick(h: Omit<SegmentHeaderInput, 'compression'>): Omit<SegmentEntry, 'key' | 'size'> {
+  return { generation: h.generation, firstTxid: h.firstTxid, lastTxid: h.lastTxid, firstTime: h.firstTime, lastTime: h.lastTime };
+}

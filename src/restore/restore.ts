@@ -1,0 +1,246 @@
+import { open, rename, unlink, stat, mkdir } from 'node:fs/promises';
+import { dirname, basename, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { PitrError, errnoCode } from '../errors.js';
+import type { StorageClient } from '../storage/storage-client.js';
+import { buildCatalog, type Catalog } from '../catalog/catalog.js';
+import { planRestore, type RestorePlan, type RestoreTarget } from './plan.js';
+import { decodeSegment, iterateTransactions } from '../segment/segment-codec.js';
+import { readSnapshot } from '../segment/snapshot-codec.js';
+import type { SegmentEntry } from '../catalog/catalog.js';
+import { fsyncDir } from '../util/fs-atomic.js';
+import { silentLogger, type Logger } from '../log.js';
+
+export interface RestoreOptions {
+  storage: StorageClient;
+  output: string;
+  target: RestoreTarget;
+  force?: boolean;
+  dryRun?: boolean;
+  /** Segments fetched ahead of the one being applied. */
+  concurrency?: number;
+  signal?: AbortSignal;
+  log?: Logger;
+}
+
+export interface RestoreResult {
+  output: string;
+  dryRun: boolean;
+  plan: RestorePlan;
+  /** The transaction the result ends at, and its commit time. */
+  txid: number;
+  commitTime: number;
+  pageSize?: number;
+  dbSizePages?: number;
+  durationMs: number;
+}
+
+/** LIST the replica once and build its catalog; REPLICA_NOT_FOUND when the root does not exist. */
+export async function loadCatalog(storage: StorageClient, signal?: AbortSignal): Promise<Catalog> {
+  if (!(await storage.exists({ signal }))) {
+    throw new PitrError('REPLICA_NOT_FOUND', `replica ${storage.url} does not exist`, 'check the URL; a file replica is a directory created by `pitr replicate`');
+  }
+  return buildCatalog(await storage.list('generations/', { signal }));
+}
+
+/**
+ * Rebuild the database at the target into `output`. The file appears only complete and verified:
+ * pages go to a temp file next to it, which is fsync'd, passes PRAGMA integrity_check, and is then
+ * renamed into place. Any failure removes the temp file and leaves `output` untouched.
+ */
+export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
+  const started = performance.now();
+  const log = opts.log ?? silentLogger;
+  const output = resolve(opts.output);
+  if (!opts.dryRun) await checkOutput(output, opts.force ?? false);
+  const catalog = await loadCatalog(opts.storage, opts.signal);
+  const plan = planRestore(catalog, opts.target, opts.storage.url);
+  log.debug('restore plan', { generation: plan.generation, snapshot: plan.snapshot.key, segments: plan.segments.length, bytes: plan.bytes });
+  if (opts.dryRun) {
+    const end = await resolveEnd(opts.storage, plan, opts.signal);
+    return { output, dryRun: true, plan, txid: end.txid, commitTime: end.commitTime, durationMs: performance.now() - started };
+  }
+
+  const tmp = join(dirname(output), `.${basename(output)}.pitr-restore-${randomBytes(4).toString('hex')}`);
+  try {
+    const applied = await buildInto(tmp, opts.storage, plan, opts.concurrency ?? 4, opts.signal);
+    integrityCheck(tmp, output);
+    if (opts.force) await removeSidecars(output);
+    await rename(tmp, output);
+    await fsyncDir(dirname(output));
+    return {
+      output,
+      dryRun: false,
+      plan,
+      txid: applied.txid,
+      commitTime: applied.commitTime,
+      pageSize: applied.pageSize,
+      dbSizePages: applied.dbSizePages,
+      durationMs: performance.now() - started,
+    };
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    await unlink(`${tmp}-wal`).catch(() => {});
+    await unlink(`${tmp}-shm`).catch(() => {});
+    throw err;
+  }
+}
+
+async function checkOutput(output: string, force: boolean): Promise<void> {
+  try {
+    const st = await stat(dirname(output));
+    if (!st.isDirectory()) throw new Error('not a directory');
+  } catch (err) {
+    throw new PitrError('OUTPUT_INVALID', `output directory ${dirname(output)} does not exist`, 'create it first, or choose another -o path', { cause: err });
+  }
+  for (const path of [output, `${output}-wal`, `${output}-shm`, `${output}-journal`]) {
+    let exists = true;
+    let isDir = false;
+    try {
+      isDir = (await stat(path)).isDirectory();
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      exists = false;
+    }
+    if (isDir) throw new PitrError('OUTPUT_INVALID', `output ${path} is a directory`, 'pass a file path with -o');
+    if (exists && !force) {
+      throw new PitrError(
+        'OUTPUT_EXISTS',
+        `output ${path} already exists`,
+        path === output ? 'choose another -o path, or pass --force to replace it' : 'a stale WAL/journal next to the output would corrupt the restored file; remove it or pass --force',
+      );
+    }
+  }
+}
+
+/** A stale -wal next to the replaced file would be replayed onto the restored pages by SQLite. */
+async function removeSidecars(output: string): Promise<void> {
+  for (const s of ['-wal', '-shm', '-journal']) await unlink(`${output}${s}`).catch(() => {});
+}
+
+interface Applied {
+  txid: number;
+  commitTime: number;
+  pageSize: number;
+  dbSizePages: number;
+}
+
+async function buildInto(tmp: string, storage: StorageClient, plan: RestorePlan, concurrency: number, signal?: AbortSignal): Promise<Applied> {
+  await mkdir(dirname(tmp), { recursive: true });
+  const fh = await open(tmp, 'wx');
+  try {
+    // 1. Snapshot: pages arrive in order, so buffer them into large sequential writes.
+    const stream = await storage.getStream(plan.snapshot.key, { signal });
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let used = 0;
+    let pos = 0;
+    const header = await readSnapshot(
+      stream,
+      async (_pgno, data) => {
+        if (used + data.length > chunk.length) {
+          await fh.write(chunk, 0, used, pos);
+          pos += used;
+          used = 0;
+        }
+        chunk.set(data, used);
+        used += data.length;
+      },
+      { name: plan.snapshot.key, signal },
+    );
+    if (used > 0) await fh.write(chunk, 0, used, pos);
+    if (header.txid !== plan.snapshot.txid || header.generation !== plan.generation) {
+      throw new PitrError('OBJECT_CORRUPT', `snapshot ${plan.snapshot.key} says txid ${header.txid} of generation ${header.generation}, its name says otherwise`, 'the object was renamed or replaced; restore another point or generation');
+    }
+    const pageSize = header.pageSize;
+    let size = header.dbSizePages;
+    let txid = header.txid;
+    let commitTime = header.commitTime;
+
+    // 2. Segments in txid order, fetched ahead with bounded parallelism, each verified before use.
+    const fetches: Promise<Uint8Array>[] = [];
+    const fetch = (i: number): Promise<Uint8Array> => {
+      const seg = plan.segments[i] as SegmentEntry;
+      const p = storage.get(seg.key, { signal });
+      p.catch(() => {}); // awaited below, in order; avoid an unhandled rejection meanwhile
+      return p;
+    };
+    for (let i = 0; i < Math.min(concurrency, plan.segments.length); i++) fetches.push(fetch(i));
+    let done = false;
+    for (let i = 0; i < plan.segments.length && !done; i++) {
+      const seg = plan.segments[i] as SegmentEntry;
+      const bytes = await (fetches[i] as Promise<Uint8Array>);
+      if (i + concurrency < plan.segments.length) fetches.push(fetch(i + concurrency));
+      const { header: sh, body } = await decodeSegment(bytes, seg.key);
+      if (sh.firstTxid !== seg.firstTxid || sh.lastTxid !== seg.lastTxid || sh.generation !== plan.generation || sh.pageSize !== pageSize) {
+        throw new PitrError('OBJECT_CORRUPT', `segment ${seg.key} header does not match its name (txid ${sh.firstTxid}..${sh.lastTxid}, generation ${sh.generation})`, 'the object was renamed or replaced; restore another point');
+      }
+      if (sh.firstTxid > txid + 1) {
+        throw new PitrError('CHAIN_BROKEN', `segment ${seg.key} starts at txid ${sh.firstTxid} but the restore is at ${txid}`, 'objects are missing from the replica; restore a point before the hole');
+      }
+      for (const tx of iterateTransactions(body, pageSize)) {
+        if (tx.txid <= txid) continue;
+        if (tx.txid > plan.stopTxid || (plan.stopTime !== undefined && tx.commitTime > plan.stopTime)) {
+          done = true;
+          break;
+        }
+        for (const p of tx.pages) {
+          if (p.pgno <= tx.dbSizePages) await fh.write(p.data, 0, p.data.length, (p.pgno - 1) * pageSize);
+        }
+        // A shrinking transaction drops the pages past its end, as a checkpoint would.
+        if (tx.dbSizePages < size) await fh.truncate(tx.dbSizePages * pageSize);
+        size = tx.dbSizePages;
+        txid = tx.txid;
+        commitTime = tx.commitTime;
+      }
+    }
+    if (plan.target.kind === 'txid' && txid !== plan.stopTxid) {
+      throw new PitrError('CHAIN_BROKEN', `restore reached txid ${txid}, not the requested ${plan.stopTxid}`, 'objects are missing from the replica; see `pitr list`');
+    }
+    await fh.truncate(size * pageSize);
+    await fh.sync();
+    return { txid, commitTime, pageSize, dbSizePages: size };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The exact transaction a plan ends at; downloads at most the one segment a time target falls inside. */
+export async function resolveEnd(storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<{ txid: number; commitTime: number }> {
+  let txid = plan.snapshot.txid;
+  let commitTime = plan.snapshot.commitTime;
+  for (const seg of plan.segments) {
+    const entirelyIn = seg.lastTxid <= plan.stopTxid && (plan.stopTime === undefined || seg.lastTime <= plan.stopTime);
+    if (entirelyIn) {
+      txid = seg.lastTxid;
+      commitTime = seg.lastTime;
+      continue;
+    }
+    const { body, header } = await decodeSegment(await storage.get(seg.key, { signal }), seg.key);
+    for (const tx of iterateTransactions(body, header.pageSize)) {
+      if (tx.txid <= txid) continue;
+      if (tx.txid > plan.stopTxid || (plan.stopTime !== undefined && tx.commitTime > plan.stopTime)) break;
+      txid = tx.txid;
+      commitTime = tx.commitTime;
+    }
+    break;
+  }
+  return { txid, commitTime };
+}
+
+function integrityCheck(tmp: string, output: string): void {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(tmp, { fileMustExist: true });
+    const rows = db.pragma('integrity_check') as { integrity_check: string }[];
+    const msg = rows.map((r) => r.integrity_check).join('; ');
+    if (msg !== 'ok') {
+      throw new PitrError('INTEGRITY_CHECK_FAILED', `restored database failed PRAGMA integrity_check: ${msg.slice(0, 500)}`, `nothing was written to ${output}; try another point in time and report this`);
+    }
+  } catch (err) {
+    if (err instanceof PitrError) throw err;
+    throw new PitrError('INTEGRITY_CHECK_FAILED', `restored database cannot be opened: ${(err as Error).message}`, `nothing was written to ${output}; report this`, { cause: err });
+  } finally {
+    db?.close();
+  }
+}

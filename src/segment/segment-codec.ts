@@ -1,0 +1,365 @@
+import { deflateRaw, inflateRaw } from 'node:zlib';
+import { promisify } from 'node:util';
+import { PitrError } from '../errors.js';
+import {
+  DEFAULT_DEFLATE_LEVEL,
+  FORMAT_VERSION,
+  PREFIX_LENGTH,
+  SEGMENT_MAGIC,
+  TRAILER_LENGTH,
+  type Fail,
+  checkLevel,
+  checkMagic,
+  checkVersion,
+  checksum64,
+  compressionField,
+  corrupt,
+  encodePrefix,
+  failCorrupt,
+  failRange,
+  generationField,
+  hex64,
+  intField,
+  isKnownVersion,
+  kindField,
+  pageSizeField,
+  peekVersion,
+  readHeaderLength,
+  readU64BE,
+  unpackHeader,
+  unsupportedVersion,
+  writeU64BE,
+} from './framing.js';
+import { COMMIT_RECORD_LENGTH, RECORD_TAG_LENGTH, getU53 } from './segment-body.js';
+import type { SegmentHeader, TxRecord } from './segment-types.js';
+
+const deflateRawAsync = promisify(deflateRaw);
+
+/*
+ * Async zlib hands the work to the thread pool one output chunk at a time; the default 16 KiB
+ * chunk means thousands of round trips for a large segment. 256 KiB keeps them few without making
+ * small segments allocate much.
+ */
+const ZLIB_CHUNK = 256 * 1024;
+
+/** Inflate off the event loop, capped at `expected` bytes (a lying header cannot balloon memory). */
+function inflateAll(stored: Uint8Array, expected: number): Promise<{ body: Uint8Array; consumed: number }> {
+  return new Promise((resolve, reject) => {
+    inflateRaw(
+      stored,
+      { info: true, maxOutputLength: expected, chunkSize: Math.min(ZLIB_CHUNK, Math.max(16 * 1024, expected)) },
+      (err, result) => {
+        if (err) return reject(err);
+        // With info: true Node passes { buffer, engine } although the typings say Buffer.
+        const r = result as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+        resolve({ body: r.buffer, consumed: r.engine.bytesWritten });
+      },
+    );
+  });
+}
+
+/** What encodeSegment needs besides the body; version, kind and bodyLength are derived. */
+export type SegmentHeaderInput = Omit<SegmentHeader, 'version' | 'kind' | 'bodyLength'>;
+
+export interface EncodeSegmentOptions {
+  /** zlib level 0..9 for 'deflate' (default 1). */
+  level?: number;
+}
+
+/** A segment after decodeSegment: verified header and uncompressed body. */
+export interface DecodedSegment {
+  header: SegmentHeader;
+  body: Uint8Array;
+}
+
+/** What a body's commit records say about it. */
+interface BodySummary {
+  txCount: number;
+  firstTxid: number;
+  lastTxid: number;
+  firstTime: number;
+  lastTime: number;
+}
+
+const SAFE = Number.MAX_SAFE_INTEGER;
+
+function headerFromRaw(raw: Record<string, unknown>, fail: Fail, withBodyLength: boolean): SegmentHeader {
+  const generation = generationField(raw, fail);
+  const pageSize = pageSizeField(raw, fail);
+  const firstTxid = intField(raw, 'firstTxid', 1, SAFE, fail);
+  const lastTxid = intField(raw, 'lastTxid', 1, SAFE, fail);
+  const firstTime = intField(raw, 'firstTime', 0, SAFE, fail);
+  const lastTime = intField(raw, 'lastTime', 0, SAFE, fail);
+  const compression = compressionField(raw, fail);
+  const bodyLength = withBodyLength ? intField(raw, 'bodyLength', COMMIT_RECORD_LENGTH, SAFE, fail) : 0;
+  if (lastTxid < firstTxid) fail(`lastTxid ${lastTxid} is before firstTxid ${firstTxid}`);
+  if (lastTime < firstTime) fail(`lastTime ${lastTime} is before firstTime ${firstTime}`);
+  return {
+    version: FORMAT_VERSION,
+    kind: 'segment',
+    generation,
+    pageSize,
+    firstTxid,
+    lastTxid,
+    firstTime,
+    lastTime,
+    compression,
+    bodyLength,
+  };
+}
+
+/**
+ * Walk a body's records without copying pages: checks that it is whole records, ends with a commit,
+ * and has contiguous txids with non-decreasing commit times.
+ */
+function summarizeBody(body: Uint8Array, pageSize: number, fail: Fail): BodySummary {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const end = body.length;
+  const pageRecord = RECORD_TAG_LENGTH + pageSize;
+  let at = 0;
+  let txCount = 0;
+  let firstTxid = 0;
+  let lastTxid = 0;
+  let firstTime = 0;
+  let lastTime = 0;
+  let pagesSinceCommit = 0;
+  while (at < end) {
+    if (end - at < RECORD_TAG_LENGTH) fail(`body ends inside a record tag at byte ${at}`);
+    const tag = view.getUint32(at, false);
+    if (tag !== 0) {
+      if (end - at < pageRecord) fail(`body ends inside page ${tag} at byte ${at}`);
+      at += pageRecord;
+      pagesSinceCommit++;
+      continue;
+    }
+    const c = readCommit(view, at, end, fail);
+    if (txCount === 0) {
+      firstTxid = c.txid;
+      firstTime = c.commitTime;
+    } else {
+      if (c.txid !== lastTxid + 1) fail(`txid ${c.txid} at byte ${at} does not follow txid ${lastTxid}`);
+      if (c.commitTime < lastTime) fail(`commit time of txid ${c.txid} goes backwards (${c.commitTime} < ${lastTime})`);
+    }
+    lastTxid = c.txid;
+    lastTime = c.commitTime;
+    txCount++;
+    pagesSinceCommit = 0;
+    at += COMMIT_RECORD_LENGTH;
+  }
+  if (pagesSinceCommit > 0) fail(`body ends with ${pagesSinceCommit} page record(s) not followed by a commit`);
+  if (txCount === 0) fail('body holds no transaction');
+  return { txCount, firstTxid, lastTxid, firstTime, lastTime };
+}
+
+function readCommit(view: DataView, at: number, end: number, fail: Fail): { dbSizePages: number; txid: number; commitTime: number } {
+  if (end - at < COMMIT_RECORD_LENGTH) fail(`body ends inside a commit record at byte ${at}`);
+  const dbSizePages = view.getUint32(at + 4, false);
+  const txid = getU53(view, at + 8);
+  const commitTime = getU53(view, at + 16);
+  if (dbSizePages === 0) fail(`commit record at byte ${at} has database size 0`);
+  if (txid === undefined || txid === 0) fail(`commit record at byte ${at} has txid outside 1..2^53-1`);
+  if (commitTime === undefined) fail(`commit record at byte ${at} has a commit time beyond 2^53-1`);
+  return { dbSizePages, txid: txid!, commitTime: commitTime! };
+}
+
+function checkSummaryMatches(h: SegmentHeader, s: BodySummary, fail: Fail): void {
+  if (s.firstTxid !== h.firstTxid || s.lastTxid !== h.lastTxid) {
+    fail(`header says txids ${h.firstTxid}..${h.lastTxid} but the body holds ${s.firstTxid}..${s.lastTxid}`);
+  }
+  if (s.firstTime !== h.firstTime || s.lastTime !== h.lastTime) {
+    fail(`header says commit times ${h.firstTime}..${h.lastTime} but the body holds ${s.firstTime}..${s.lastTime}`);
+  }
+}
+
+/**
+ * Build a complete segment object. The body must hold exactly the transactions the header names
+ * (checked; RangeError otherwise), so a wrong object is never produced in the first place.
+ */
+export async function encodeSegment(h: SegmentHeaderInput, body: Uint8Array, opts?: EncodeSegmentOptions): Promise<Uint8Array> {
+  const fail = failRange('encodeSegment');
+  const header = headerFromRaw(h as unknown as Record<string, unknown>, fail, false);
+  header.bodyLength = body.length;
+  checkSummaryMatches(header, summarizeBody(body, header.pageSize, fail), fail);
+  const level = opts?.level ?? DEFAULT_DEFLATE_LEVEL;
+  checkLevel(level);
+
+  const stored =
+    header.compression === 'deflate'
+      ? await deflateRawAsync(body, { level, chunkSize: Math.min(ZLIB_CHUNK, Math.max(16 * 1024, body.length)) })
+      : body;
+  const prefix = encodePrefix(SEGMENT_MAGIC, { ...header });
+  const out = new Uint8Array(prefix.length + stored.length + TRAILER_LENGTH);
+  out.set(prefix, 0);
+  out.set(stored, prefix.length);
+  const end = prefix.length + stored.length;
+  writeU64BE(out, end, await checksum64(out.subarray(0, end)));
+  return out;
+}
+
+/** Header-only parse of a byte prefix of a segment (the first 4096 bytes always suffice). No checksum. */
+export function readSegmentHeader(bytes: Uint8Array, name?: string): SegmentHeader {
+  return parseHeader(bytes, name).header;
+}
+
+function parseHeader(bytes: Uint8Array, name: string | undefined): { header: SegmentHeader; end: number } {
+  checkMagic(bytes, 'segment', name);
+  if (bytes.length < PREFIX_LENGTH) throw corrupt('segment', name, `truncated: ${bytes.length} bytes, too short for the header length`);
+  const len = readHeaderLength(bytes, 'segment', name);
+  const end = PREFIX_LENGTH + len;
+  if (bytes.length < end) {
+    throw corrupt('segment', name, `truncated: the header needs ${end} bytes, only ${bytes.length} available`);
+  }
+  const raw = unpackHeader(bytes.subarray(PREFIX_LENGTH, end), 'segment', name);
+  checkVersion(raw, 'segment', name);
+  const fail = failCorrupt('segment', name);
+  kindField(raw, 'segment', fail);
+  return { header: headerFromRaw(raw, fail, true), end };
+}
+
+/**
+ * Verify the trailer checksum FIRST, then parse and check everything else; throws OBJECT_CORRUPT
+ * (naming `name`) on any problem. For 'none' the body is a view into `bytes`.
+ */
+export async function decodeSegment(bytes: Uint8Array, name?: string): Promise<DecodedSegment> {
+  // The magic is checked before the checksum only to say "not a segment" instead of "checksum".
+  checkMagic(bytes, 'segment', name);
+  if (bytes.length < PREFIX_LENGTH + TRAILER_LENGTH) {
+    throw corrupt('segment', name, `truncated: ${bytes.length} bytes, smaller than an empty object`);
+  }
+  const trailerAt = bytes.length - TRAILER_LENGTH;
+  const stored = readU64BE(bytes, trailerAt);
+  const computed = await checksum64(bytes.subarray(0, trailerAt));
+  if (stored !== computed) throw checksumFailure(bytes, name, stored, computed);
+
+  const { header, end } = parseHeader(bytes, name);
+  const fail = failCorrupt('segment', name);
+  const storedBody = bytes.subarray(end, trailerAt);
+  let body: Uint8Array;
+  if (header.compression === 'none') {
+    if (storedBody.length !== header.bodyLength) {
+      fail(`body is ${storedBody.length} bytes but the header says ${header.bodyLength}`);
+    }
+    body = storedBody;
+  } else {
+    let consumed: number;
+    try {
+      ({ body, consumed } = await inflateAll(storedBody, header.bodyLength));
+    } catch (err) {
+      throw corrupt('segment', name, `body does not inflate to the ${header.bodyLength} bytes the header says`, err);
+    }
+    if (body.length !== header.bodyLength) {
+      fail(`body inflates to ${body.length} bytes but the header says ${header.bodyLength}`);
+    }
+    // zlib stops at the end of the deflate stream and ignores whatever follows it.
+    if (consumed !== storedBody.length) {
+      fail(`${storedBody.length - consumed} stray bytes after the end of the compressed body`);
+    }
+  }
+  checkSummaryMatches(header, summarizeBody(body, header.pageSize, fail), fail);
+  return { header, body };
+}
+
+/** Best explanation for a checksum failure: truncation, an unknown version, or plain damage. */
+function checksumFailure(bytes: Uint8Array, name: string | undefined, stored: bigint, computed: bigint): PitrError {
+  const detail = `checksum mismatch (trailer ${hex64(stored)}, computed ${hex64(computed)})`;
+  const version = peekVersion(bytes);
+  if (version !== undefined && !isKnownVersion(version)) {
+    // A flipped bit in the version field must not read as "written by a newer pitr" alone.
+    return unsupportedVersion('segment', name, version, `; also, its ${detail}`);
+  }
+  let header: SegmentHeader;
+  try {
+    header = parseHeader(bytes, name).header;
+  } catch {
+    return corrupt('segment', name, detail);
+  }
+  if (header.compression === 'none') {
+    const expected = PREFIX_LENGTH + headerLength(bytes) + header.bodyLength + TRAILER_LENGTH;
+    if (bytes.length < expected) return corrupt('segment', name, `truncated: ${bytes.length} of ${expected} bytes; ${detail}`);
+    if (bytes.length > expected) return corrupt('segment', name, `${bytes.length - expected} unexpected trailing bytes; ${detail}`);
+  }
+  return corrupt('segment', name, detail);
+}
+
+function headerLength(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, false);
+}
+
+/**
+ * Iterate a verified body's transactions in order. Pages' data are views into `body` (no copy).
+ * Still checks structure and txid contiguity, throwing OBJECT_CORRUPT, because it also runs over
+ * concatenated bodies whose seams no single checksum covered.
+ */
+export function* iterateTransactions(body: Uint8Array, pageSize: number, name?: string): Generator<TxRecord> {
+  const fail = failCorrupt('segment', name);
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const end = body.length;
+  const pageRecord = RECORD_TAG_LENGTH + pageSize;
+  let at = 0;
+  let pages: { pgno: number; data: Uint8Array }[] = [];
+  let prev: { txid: number; commitTime: number } | undefined;
+  while (at < end) {
+    if (end - at < RECORD_TAG_LENGTH) fail(`body ends inside a record tag at byte ${at}`);
+    const tag = view.getUint32(at, false);
+    if (tag !== 0) {
+      if (end - at < pageRecord) fail(`body ends inside page ${tag} at byte ${at}`);
+      pages.push({ pgno: tag, data: body.subarray(at + RECORD_TAG_LENGTH, at + pageRecord) });
+      at += pageRecord;
+      continue;
+    }
+    const c = readCommit(view, at, end, fail);
+    if (prev !== undefined) {
+      if (c.txid !== prev.txid + 1) fail(`txid ${c.txid} at byte ${at} does not follow txid ${prev.txid}`);
+      if (c.commitTime < prev.commitTime) fail(`commit time of txid ${c.txid} goes backwards`);
+    }
+    at += COMMIT_RECORD_LENGTH;
+    prev = c;
+    const tx: TxRecord = { txid: c.txid, commitTime: c.commitTime, dbSizePages: c.dbSizePages, pages };
+    pages = [];
+    yield tx;
+  }
+  if (pages.length > 0) fail(`body ends with ${pages.length} page record(s) not followed by a commit`);
+}
+
+/**
+ * One body holding the transactions of several consecutive decoded segments, for a single
+ * iterateTransactions pass. Plain byte concatenation is correct because every record is
+ * self-delimiting (a tag, then a length fixed by the tag and the page size) and every body ends
+ * with a commit record, so no record straddles a seam. The segments must be one unbroken chain:
+ * same generation and page size, each starting at the txid after the previous one ended
+ * (PitrError CHAIN_BROKEN otherwise).
+ */
+export function concatSegmentBodies(segments: readonly DecodedSegment[]): Uint8Array {
+  if (segments.length === 0) return new Uint8Array(0);
+  if (segments.length === 1) return segments[0]!.body;
+  const first = segments[0]!.header;
+  let total = 0;
+  for (let i = 0; i < segments.length; i++) {
+    const h = segments[i]!.header;
+    if (i > 0) {
+      const p = segments[i - 1]!.header;
+      const what = `segment ${h.firstTxid}..${h.lastTxid} after ${p.firstTxid}..${p.lastTxid}`;
+      if (h.generation !== first.generation || h.pageSize !== first.pageSize) {
+        throw chainBroken(`${what} belongs to generation ${h.generation} (page size ${h.pageSize}), not ${first.generation} (page size ${first.pageSize})`);
+      }
+      if (h.firstTxid !== p.lastTxid + 1) throw chainBroken(`${what}: txids must continue at ${p.lastTxid + 1}`);
+    }
+    total += segments[i]!.body.length;
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const s of segments) {
+    out.set(s.body, at);
+    at += s.body.length;
+  }
+  return out;
+}
+
+function chainBroken(detail: string): PitrError {
+  return new PitrError(
+    'CHAIN_BROKEN',
+    `segments do not form a contiguous chain: ${detail}`,
+    'Pass the decoded segments of one generation in txid order, without gaps or overlaps.',
+  );
+}
+

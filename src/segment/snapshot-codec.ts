@@ -1,0 +1,436 @@
+import { createDeflateRaw, createInflateRaw } from 'node:zlib';
+import { addAbortSignal, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { PitrError } from '../errors.js';
+import {
+  DEFAULT_DEFLATE_LEVEL,
+  FORMAT_VERSION,
+  PREFIX_LENGTH,
+  SNAPSHOT_MAGIC,
+  TRAILER_LENGTH,
+  type Fail,
+  checkLevel,
+  checkMagic,
+  checkVersion,
+  compressionField,
+  corrupt,
+  encodePrefix,
+  failCorrupt,
+  failRange,
+  generationField,
+  hashUpdate,
+  hex64,
+  intField,
+  kindField,
+  pageSizeField,
+  readHeaderLength,
+  readU64BE,
+  unpackHeader,
+  writeU64BE,
+  xxhashApi,
+} from './framing.js';
+import { MAX_U32 } from './segment-body.js';
+import type { Compression } from './segment-types.js';
+
+/** Decoded header of a snapshot object; see docs/FORMAT.md. */
+export interface SnapshotHeader {
+  version: 1;
+  kind: 'snapshot';
+  generation: string;
+  pageSize: number;
+  /** The last transaction the image includes; 0 means before the generation's first transaction. */
+  txid: number;
+  commitTime: number;
+  dbSizePages: number;
+  compression: Compression;
+}
+
+export type SnapshotHeaderInput = Omit<SnapshotHeader, 'version' | 'kind'>;
+
+export interface WriteSnapshotOptions {
+  /** zlib level 0..9 for 'deflate' (default 1). */
+  level?: number;
+  signal?: AbortSignal;
+  /** End `out` when done (default true). With false, `out` stays open for the caller. */
+  end?: boolean;
+}
+
+export interface ReadSnapshotOptions {
+  /** Object name for error messages. */
+  name?: string;
+  /** On abort, `input` is destroyed and the call rejects with PitrError ABORTED. */
+  signal?: AbortSignal;
+}
+
+/*
+ * Pages are copied into batches of this size before being written: it turns per-page write()
+ * calls into a few large ones, and it means a caller may reuse the buffer it returns from
+ * nextPage. Memory in flight stays a small multiple of this, whatever the database size.
+ */
+const BATCH_BYTES = 256 * 1024;
+const ZLIB_CHUNK = 64 * 1024;
+const SAFE = Number.MAX_SAFE_INTEGER;
+
+function headerFromRaw(raw: Record<string, unknown>, fail: Fail): SnapshotHeader {
+  return {
+    version: FORMAT_VERSION,
+    kind: 'snapshot',
+    generation: generationField(raw, fail),
+    pageSize: pageSizeField(raw, fail),
+    txid: intField(raw, 'txid', 0, SAFE, fail),
+    commitTime: intField(raw, 'commitTime', 0, SAFE, fail),
+    // A WAL-mode database always has page 1, which records the journal mode.
+    dbSizePages: intField(raw, 'dbSizePages', 1, MAX_U32, fail),
+    compression: compressionField(raw, fail),
+  };
+}
+
+function aborted(signal: AbortSignal | undefined, cause: unknown): PitrError {
+  return new PitrError('ABORTED', 'snapshot transfer was aborted', undefined, { cause: signal?.reason ?? cause });
+}
+
+/**
+ * Stream a snapshot to `out`, pulling pages 1..dbSizePages in order from `nextPage` only as fast
+ * as `out` accepts bytes, so memory does not grow with the database. Returns the bytes written
+ * (the object size). Ends `out` unless opts.end is false; on error `out` is destroyed.
+ */
+export async function writeSnapshot(
+  out: NodeJS.WritableStream | Writable,
+  h: SnapshotHeaderInput,
+  nextPage: (pgno: number) => Promise<Uint8Array> | Uint8Array,
+  opts?: WriteSnapshotOptions,
+): Promise<number> {
+  const header = headerFromRaw(h as unknown as Record<string, unknown>, failRange('writeSnapshot'));
+  const level = opts?.level ?? DEFAULT_DEFLATE_LEVEL;
+  checkLevel(level);
+  const signal = opts?.signal;
+  if (signal?.aborted) throw aborted(signal, undefined);
+  const hasher = (await xxhashApi()).create64();
+  const prefix = encodePrefix(SNAPSHOT_MAGIC, { ...header });
+  const { pageSize, dbSizePages } = header;
+  let written = 0;
+
+  async function* pages(): AsyncGenerator<Uint8Array> {
+    const batchBytes = Math.max(BATCH_BYTES, pageSize);
+    let batch = Buffer.allocUnsafe(batchBytes);
+    let fill = 0;
+    for (let pgno = 1; pgno <= dbSizePages; pgno++) {
+      const page = await nextPage(pgno);
+      if (page.length !== pageSize) {
+        throw new RangeError(`writeSnapshot: nextPage(${pgno}) returned ${page.length} bytes, expected the page size ${pageSize}`);
+      }
+      batch.set(page, fill);
+      fill += pageSize;
+      if (fill === batchBytes) {
+        yield batch;
+        batch = Buffer.allocUnsafe(batchBytes);
+        fill = 0;
+      }
+    }
+    if (fill > 0) yield batch.subarray(0, fill);
+  }
+
+  // Everything that reaches `out` passes here, so the trailer covers exactly the bytes written.
+  async function* framed(body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    hashUpdate(hasher, prefix);
+    written += prefix.length;
+    yield prefix;
+    for await (const chunk of body) {
+      hashUpdate(hasher, chunk);
+      written += chunk.length;
+      yield chunk;
+    }
+    const trailer = new Uint8Array(TRAILER_LENGTH);
+    writeU64BE(trailer, 0, hasher.digest());
+    written += TRAILER_LENGTH;
+    yield trailer;
+  }
+
+  const pipeOpts = { end: opts?.end ?? true, ...(signal ? { signal } : {}) };
+  const dest = out as NodeJS.WritableStream;
+  try {
+    if (header.compression === 'deflate') {
+      await pipeline(pages, createDeflateRaw({ level, chunkSize: ZLIB_CHUNK }), framed, dest, pipeOpts);
+    } else {
+      await pipeline(pages, framed, dest, pipeOpts);
+    }
+  } catch (err) {
+    if (signal?.aborted) throw aborted(signal, err);
+    throw err;
+  }
+  return written;
+}
+
+/** Header-only parse of the first bytes of a snapshot (the first 4096 bytes always suffice). No checksum. */
+export function readSnapshotHeader(bytes: Uint8Array, name?: string): SnapshotHeader {
+  checkMagic(bytes, 'snapshot', name);
+  if (bytes.length < PREFIX_LENGTH) throw corrupt('snapshot', name, `truncated: ${bytes.length} bytes, too short for the header length`);
+  const len = readHeaderLength(bytes, 'snapshot', name);
+  if (bytes.length < PREFIX_LENGTH + len) {
+    throw corrupt('snapshot', name, `truncated: the header needs ${PREFIX_LENGTH + len} bytes, only ${bytes.length} available`);
+  }
+  return parseHeaderBytes(bytes.subarray(PREFIX_LENGTH, PREFIX_LENGTH + len), name);
+}
+
+function parseHeaderBytes(headerBytes: Uint8Array, name: string | undefined): SnapshotHeader {
+  const raw = unpackHeader(headerBytes, 'snapshot', name);
+  checkVersion(raw, 'snapshot', name);
+  const fail = failCorrupt('snapshot', name);
+  kindField(raw, 'snapshot', fail);
+  return headerFromRaw(raw, fail);
+}
+
+/**
+ * Stream-read a snapshot: checks the header, delivers pages 1..dbSizePages in order to `onPage`
+ * (data valid during the call only; awaited), then verifies length and trailer checksum. Pages
+ * are delivered before the checksum is known, so the caller must write them somewhere it can
+ * discard (restore uses OUT.tmp) until this resolves. Throws OBJECT_CORRUPT naming opts.name for
+ * any bad, truncated or checksum-failing object; errors of `input` and `onPage` pass through.
+ */
+export async function readSnapshot(
+  input: Readable,
+  onPage: (pgno: number, data: Uint8Array) => void | Promise<void>,
+  opts?: ReadSnapshotOptions,
+): Promise<SnapshotHeader> {
+  const name = opts?.name;
+  const signal = opts?.signal;
+  if (signal?.aborted) {
+    input.destroy();
+    throw aborted(signal, undefined);
+  }
+  if (signal) addAbortSignal(signal, input);
+  // Errors raised by the caller's stream or callback are theirs to see unchanged; every other
+  // failure (zlib's, mostly) means the object is bad.
+  const passThrough = new WeakSet<object>();
+  const reader = new ContentReader(input, passThrough);
+  const hasher = (await xxhashApi()).create64();
+  try {
+    const prefix = await reader.readExact(PREFIX_LENGTH);
+    if (prefix === undefined || prefix.length < PREFIX_LENGTH) {
+      const got = prefix ?? reader.leftover();
+      checkMagic(got, 'snapshot', name);
+      throw corrupt('snapshot', name, `truncated: only ${reader.total} bytes`);
+    }
+    checkMagic(prefix, 'snapshot', name);
+    const headerLength = readHeaderLength(prefix, 'snapshot', name);
+    const headerBytes = await reader.readExact(headerLength);
+    if (headerBytes === undefined) throw corrupt('snapshot', name, `truncated inside the header: only ${reader.total} bytes`);
+    const header = parseHeaderBytes(headerBytes, name);
+    hashUpdate(hasher, prefix);
+    hashUpdate(hasher, headerBytes);
+
+    const fail = failCorrupt('snapshot', name);
+    const pages = new PageAssembler(header, onPage, fail, passThrough);
+    let storedBody = 0;
+    async function* hashedBody(): AsyncGenerator<Uint8Array> {
+      for await (const chunk of reader.content()) {
+        hashUpdate(hasher, chunk);
+        storedBody += chunk.length;
+        yield chunk;
+      }
+    }
+    if (header.compression === 'deflate') {
+      const inflater = createInflateRaw({ chunkSize: ZLIB_CHUNK });
+      await pipeline(hashedBody, inflater, async (inflated: AsyncIterable<Uint8Array>) => {
+        for await (const chunk of inflated) await pages.push(chunk);
+      });
+      // zlib stops at the end of the deflate stream and ignores whatever follows it.
+      if (inflater.bytesWritten !== storedBody) {
+        fail(`${storedBody - inflater.bytesWritten} stray bytes after the end of the compressed body`);
+      }
+    } else {
+      for await (const chunk of hashedBody()) await pages.push(chunk);
+    }
+
+    const trailer = reader.leftover();
+    const expectedBody = header.dbSizePages * header.pageSize;
+    if (trailer.length < TRAILER_LENGTH) {
+      throw corrupt('snapshot', name, `truncated: ${reader.total} bytes, too short to hold the trailer`);
+    }
+    const computed = hasher.digest();
+    const stored = readU64BE(trailer, 0);
+    if (stored !== computed) {
+      const detail = `checksum mismatch (trailer ${hex64(stored)}, computed ${hex64(computed)})`;
+      if (header.compression === 'none') {
+        const size = PREFIX_LENGTH + headerLength + expectedBody + TRAILER_LENGTH;
+        if (reader.total < size) fail(`truncated: ${reader.total} of ${size} bytes; ${detail}`);
+      }
+      fail(detail);
+    }
+    pages.finish();
+    return header;
+  } catch (err) {
+    if (signal?.aborted) throw aborted(signal, err);
+    if (err instanceof PitrError) throw err;
+    if (typeof err !== 'object' || err === null || passThrough.has(err)) throw err;
+    throw corrupt('snapshot', name, 'compressed body is damaged or truncated', err);
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
+ * Pulls chunks from a Readable and tells object content from the trailer by always holding the
+ * last TRAILER_LENGTH bytes back: only at end of stream is it known that they are the trailer.
+ */
+class ContentReader {
+  readonly #it: AsyncIterator<unknown>;
+  readonly #passThrough: WeakSet<object>;
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #eof = false;
+  total = 0;
+
+  constructor(input: Readable, passThrough: WeakSet<object>) {
+    this.#it = input[Symbol.asyncIterator]();
+    this.#passThrough = passThrough;
+  }
+
+  async #pull(): Promise<boolean> {
+    if (this.#eof) return false;
+    let r: IteratorResult<unknown>;
+    try {
+      r = await this.#it.next();
+    } catch (err) {
+      if (typeof err === 'object' && err !== null) this.#passThrough.add(err);
+      throw err;
+    }
+    if (r.done) {
+      this.#eof = true;
+      return false;
+    }
+    const v = r.value;
+    if (!(v instanceof Uint8Array)) throw new TypeError('readSnapshot: input must be a byte stream, not an object or string stream');
+    if (v.length > 0) {
+      this.#chunks.push(v);
+      this.#buffered += v.length;
+      this.total += v.length;
+    }
+    return true;
+  }
+
+  /** Exactly n content bytes (never eating into the last TRAILER_LENGTH), or undefined at end of stream. */
+  async readExact(n: number): Promise<Uint8Array | undefined> {
+    while (this.#buffered < n + TRAILER_LENGTH) {
+      if (!(await this.#pull())) return undefined;
+    }
+    const parts = this.#take(n);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** The remaining content, as it arrives, without the held-back tail. */
+  async *content(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      while (this.#buffered <= TRAILER_LENGTH) {
+        if (!(await this.#pull())) return;
+      }
+      for (const part of this.#take(this.#buffered - TRAILER_LENGTH)) yield part;
+    }
+  }
+
+  /** Whatever is still held (the trailer, once content() has finished). */
+  leftover(): Uint8Array {
+    return Buffer.concat(this.#chunks);
+  }
+
+  #take(n: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    while (n > 0) {
+      const head = this.#chunks[0]!;
+      if (head.length <= n) {
+        out.push(head);
+        this.#chunks.shift();
+        n -= head.length;
+        this.#buffered -= head.length;
+      } else {
+        out.push(head.subarray(0, n));
+        this.#chunks[0] = head.subarray(n);
+        this.#buffered -= n;
+        n = 0;
+      }
+    }
+    return out;
+  }
+
+  /** Stop reading early: ending the iterator destroys the stream and releases its file handle. */
+  async close(): Promise<void> {
+    if (this.#eof) return;
+    this.#eof = true;
+    try {
+      await this.#it.return?.();
+    } catch {
+      // The stream is being abandoned; its own error was already reported or is irrelevant.
+    }
+  }
+}
+
+/** Cuts a byte stream into pages, passing views where a page lies within one chunk. */
+class PageAssembler {
+  readonly #pageSize: number;
+  readonly #count: number;
+  readonly #onPage: (pgno: number, data: Uint8Array) => void | Promise<void>;
+  readonly #fail: Fail;
+  readonly #passThrough: WeakSet<object>;
+  readonly #scratch: Buffer;
+  #fill = 0;
+  #next = 1;
+
+  constructor(
+    h: SnapshotHeader,
+    onPage: (pgno: number, data: Uint8Array) => void | Promise<void>,
+    fail: Fail,
+    passThrough: WeakSet<object>,
+  ) {
+    this.#pageSize = h.pageSize;
+    this.#count = h.dbSizePages;
+    this.#onPage = onPage;
+    this.#fail = fail;
+    this.#passThrough = passThrough;
+    this.#scratch = Buffer.allocUnsafe(h.pageSize);
+  }
+
+  async push(bytes: Uint8Array): Promise<void> {
+    const ps = this.#pageSize;
+    let off = 0;
+    if (this.#fill > 0) {
+      const n = Math.min(ps - this.#fill, bytes.length);
+      this.#scratch.set(bytes.subarray(0, n), this.#fill);
+      this.#fill += n;
+      off = n;
+      if (this.#fill < ps) return;
+      this.#fill = 0;
+      await this.#deliver(this.#scratch);
+    }
+    while (bytes.length - off >= ps) {
+      await this.#deliver(bytes.subarray(off, off + ps));
+      off += ps;
+    }
+    if (off < bytes.length) {
+      if (this.#next > this.#count) this.#tooLong();
+      this.#scratch.set(bytes.subarray(off), 0);
+      this.#fill = bytes.length - off;
+    }
+  }
+
+  finish(): void {
+    if (this.#next <= this.#count || this.#fill > 0) {
+      const got = (this.#next - 1) * this.#pageSize + this.#fill;
+      this.#fail(`body is ${got} bytes, expected ${this.#count} pages of ${this.#pageSize} bytes`);
+    }
+  }
+
+  #tooLong(): never {
+    return this.#fail(`body is longer than the ${this.#count} pages the header says`);
+  }
+
+  async #deliver(data: Uint8Array): Promise<void> {
+    if (this.#next > this.#count) this.#tooLong();
+    try {
+      await this.#onPage(this.#next, data);
+    } catch (err) {
+      if (typeof err === 'object' && err !== null) this.#passThrough.add(err);
+      throw err;
+    }
+    this.#next++;
+  }
+}

@@ -1,0 +1,512 @@
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+
+import { errnoCode, isPitrError, PitrError } from '../../errors.js';
+import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../storage-client.js';
+
+/**
+ * Names starting with this are in-flight puts (or leftovers of a crash during one). list() never
+ * reports them and keys may not use them, so a half-written object can never be mistaken for one.
+ */
+export const TEMP_PREFIX = '.tmp-';
+
+// Enough parallel stat() calls to keep the libuv pool busy on a large replica without queueing
+// tens of thousands of requests at once.
+const STAT_CONCURRENCY = 32;
+
+// A concurrent delete() may prune the directory between our mkdir and our open; retrying a
+// couple of times recreates it. More than that means something else is wrong.
+const PUT_DIR_ATTEMPTS = 3;
+
+/**
+ * A replica in a local (or mounted) directory. Keys map to paths under `rootDir`. A put is
+ * written to a temp file next to its final name, fsync'd, renamed into place and the directory
+ * fsync'd, so after put() resolves the object survives a power loss and readers never see part
+ * of it.
+ */
+export class FileStorage implements StorageClient {
+  readonly url: string;
+  private readonly root: string;
+  // Directories whose entries we have already made durable up to the root in this process, so a
+  // put into a known directory costs one directory fsync, not one per level.
+  private readonly durableDirs = new Set<string>();
+
+  constructor(rootDir: string, url: string) {
+    if (!path.isAbsolute(rootDir)) {
+      // Relative roots would silently depend on the process's cwd at each call.
+      throw new RangeError(`FileStorage root must be an absolute path, got "${rootDir}"`);
+    }
+    this.root = path.resolve(rootDir);
+    this.url = url;
+  }
+
+  async put(key: string, body: Uint8Array | Readable, opts: RequestOptions & { size?: number } = {}): Promise<void> {
+    const target = this.keyPath(key);
+    const { signal } = opts;
+    this.throwIfAborted(signal, 'put', key);
+    const dir = path.dirname(target);
+
+    const { handle, tmp } = await this.openTemp(dir, key);
+    let renamed = false;
+    try {
+      const written = body instanceof Uint8Array
+        ? await this.writeBytes(handle, body, key, signal)
+        : await this.writeStream(handle, body, key, signal);
+      if (opts.size !== undefined && written !== opts.size) {
+        throw new PitrError(
+          'STORAGE_IO',
+          `put of "${key}" to ${this.url}: body was ${written} bytes but size said ${opts.size}`,
+          'This is a bug in the caller of put(); the object was not stored.',
+        );
+      }
+      await this.io('write', key, () => handle.sync());
+      await this.io('write', key, () => handle.close());
+      // Last chance to honour an abort: once renamed, the object exists and the put has happened.
+      this.throwIfAborted(signal, 'put', key);
+      await this.io('write', key, () => rename(tmp, target));
+      renamed = true;
+      await this.io('write', key, () => fsyncDir(dir));
+    } catch (err) {
+      if (!renamed) {
+        await handle.close().catch(() => undefined);
+        await unlink(tmp).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  async get(key: string, opts: RequestOptions & { range?: ByteRange } = {}): Promise<Uint8Array> {
+    const { signal, range } = opts;
+    if (range !== undefined) checkRange(range, key);
+    this.throwIfAborted(signal, 'get', key);
+    const { handle, size } = await this.openForRead(key);
+    try {
+      if (range === undefined) {
+        return await this.io('read', key, () => handle.readFile(signal ? { signal } : {}), signal);
+      }
+      if (range.start >= size) {
+        throw new PitrError(
+          'STORAGE_IO',
+          `cannot read bytes ${range.start}-${range.end} of "${key}" in ${this.url}: the object is ${size} bytes`,
+          'The object is shorter than its name or index says; it may have been truncated outside pitr.',
+        );
+      }
+      // Clamped like an HTTP range, so a caller may ask for "up to N bytes".
+      const end = Math.min(range.end, size - 1);
+      const out = new Uint8Array(end - range.start + 1);
+      let filled = 0;
+      while (filled < out.length) {
+        this.throwIfAborted(signal, 'get', key);
+        const { bytesRead } = await this.io('read', key, () =>
+          handle.read(out, filled, out.length - filled, range.start + filled));
+        if (bytesRead === 0) {
+          throw new PitrError(
+            'STORAGE_IO',
+            `"${key}" in ${this.url} ended early: read ${filled} of ${out.length} bytes at offset ${range.start}`,
+            'The object changed while it was being read; it may have been modified outside pitr.',
+          );
+        }
+        filled += bytesRead;
+      }
+      return out;
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  async getStream(key: string, opts: RequestOptions = {}): Promise<Readable> {
+    this.throwIfAborted(opts.signal, 'get', key);
+    const { handle } = await this.openForRead(key);
+    // The stream owns the handle from here and closes it on end, error or destroy.
+    return handle.createReadStream(opts.signal ? { signal: opts.signal } : {});
+  }
+
+  async list(prefix: string, opts: RequestOptions = {}): Promise<ObjectInfo[]> {
+    checkPrefix(prefix, this.url);
+    const { signal } = opts;
+    this.throwIfAborted(signal, 'list', prefix);
+
+    // Only the directory named by the prefix's complete segments can hold matches; within it only
+    // entries starting with the trailing partial name do. Everything below those matches is in.
+    const cut = prefix.lastIndexOf('/');
+    const dirKey = cut === -1 ? '' : prefix.slice(0, cut);
+    const namePrefix = prefix.slice(cut + 1);
+
+    const files: string[] = [];
+    const walk = async (dirKeyNow: string, only: string | undefined): Promise<void> => {
+      this.throwIfAborted(signal, 'list', prefix);
+      const dirPath = dirKeyNow === '' ? this.root : path.join(this.root, ...dirKeyNow.split('/'));
+      let entries;
+      try {
+        entries = await readdir(dirPath, { withFileTypes: true });
+      } catch (err) {
+        // Nothing to list: no root yet, or a prefix through a file or a directory pruned meanwhile.
+        const code = errnoCode(err);
+        if (code === 'ENOENT' || code === 'ENOTDIR') return;
+        throw this.ioError('list', prefix, err);
+      }
+      const subdirs: string[] = [];
+      for (const entry of entries) {
+        if (entry.name.startsWith(TEMP_PREFIX)) continue;
+        if (only !== undefined && !entry.name.startsWith(only)) continue;
+        const childKey = dirKeyNow === '' ? entry.name : `${dirKeyNow}/${entry.name}`;
+        // Symlinks and special files are skipped: pitr never creates them, and following
+        // directory links could loop or escape the root.
+        if (entry.isFile()) files.push(childKey);
+        else if (entry.isDirectory()) subdirs.push(childKey);
+      }
+      for (const sub of subdirs) await walk(sub, undefined);
+    };
+    await walk(dirKey, namePrefix);
+
+    const infos = await mapLimit(files, STAT_CONCURRENCY, async (key): Promise<ObjectInfo | undefined> => {
+      this.throwIfAborted(signal, 'list', prefix);
+      try {
+        const st = await stat(path.join(this.root, ...key.split('/')));
+        return { key, size: st.size, lastModified: st.mtime };
+      } catch (err) {
+        // Deleted between readdir and stat: it is simply not there any more.
+        if (errnoCode(err) === 'ENOENT') return undefined;
+        throw this.ioError('list', prefix, err);
+      }
+    });
+    const found = infos.filter((info): info is ObjectInfo => info !== undefined);
+    return sortByKey(found);
+  }
+
+  async delete(keys: readonly string[], opts: RequestOptions = {}): Promise<void> {
+    const paths = keys.map((key) => this.keyPath(key));
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      this.throwIfAborted(opts.signal, 'delete', key);
+      try {
+        await unlink(paths[i]!);
+      } catch (err) {
+        const code = errnoCode(err);
+        // EISDIR/EPERM: the key names a directory of other keys, which is no object to delete.
+        if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+        if ((code === 'EISDIR' || code === 'EPERM') && (await isDirectory(paths[i]!))) continue;
+        throw this.ioError('delete', key, err);
+      }
+      await this.pruneEmptyParents(path.dirname(paths[i]!));
+    }
+  }
+
+  async exists(opts: RequestOptions = {}): Promise<boolean> {
+    this.throwIfAborted(opts.signal, 'check', '');
+    try {
+      const st = await stat(this.root);
+      if (st.isDirectory()) return true;
+      throw new PitrError(
+        'STORAGE_IO',
+        `replica ${this.url} is not a directory`,
+        `Point the replica at a directory, or remove the file at ${this.root}.`,
+      );
+    } catch (err) {
+      if (isPitrError(err)) throw err;
+      const code = errnoCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      throw this.ioError('check', '', err);
+    }
+  }
+
+  async close(): Promise<void> {
+    // Nothing is held open between calls.
+  }
+
+  /** Absolute path of `key`, or a RangeError when the key could escape the root or be ambiguous. */
+  private keyPath(key: string): string {
+    const problem = keyProblem(key, false);
+    if (problem !== undefined) {
+      // A bad key is a bug in pitr, not a storage failure: it must not look retryable.
+      throw new RangeError(`invalid object key "${key}" for replica ${this.url}: ${problem}`);
+    }
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  private async openTemp(dir: string, key: string): Promise<{ handle: FileHandle; tmp: string }> {
+    for (let attempt = 1; ; attempt++) {
+      await this.ensureDurableDir(dir, key);
+      const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+      try {
+        // 'wx': a random name that already exists means something else writes here; never share it.
+        return { handle: await open(tmp, 'wx'), tmp };
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT' && attempt < PUT_DIR_ATTEMPTS) {
+          this.durableDirs.delete(dir);
+          continue;
+        }
+        throw this.ioError('write', key, err);
+      }
+    }
+  }
+
+  /**
+   * Create `dir` if needed and make its entry durable: after a crash, a renamed-in object must
+   * not vanish because the directory holding it was never recorded in its parent.
+   */
+  private async ensureDurableDir(dir: string, key: string): Promise<void> {
+    let created: string | undefined;
+    try {
+      created = await mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw this.ioError('write', key, err);
+    }
+    if (created === undefined && this.durableDirs.has(dir)) return;
+    // A directory someone else (or a concurrent put) just created may not be durable yet, so an
+    // unknown directory gets its whole chain fsync'd: up to the root, or up to the highest
+    // directory mkdir created (which may be the root or above it).
+    try {
+      for (let d = dir; ; d = path.dirname(d)) {
+        if (created === undefined && d === this.root) break;
+        await fsyncDir(path.dirname(d));
+        if (d === created || path.dirname(d) === d) break;
+      }
+    } catch (err) {
+      throw this.ioError('write', key, err);
+    }
+    this.durableDirs.add(dir);
+  }
+
+  private async writeBytes(handle: FileHandle, bytes: Uint8Array, key: string, signal?: AbortSignal): Promise<number> {
+    let offset = 0;
+    // Written in slices so an abort is noticed during a large write.
+    const slice = 8 * 1024 * 1024;
+    while (offset < bytes.length) {
+      this.throwIfAborted(signal, 'put', key);
+      const n = Math.min(slice, bytes.length - offset);
+      const { bytesWritten } = await this.io('write', key, () => handle.write(bytes, offset, n));
+      offset += bytesWritten;
+    }
+    return offset;
+  }
+
+  private async writeStream(handle: FileHandle, body: Readable, key: string, signal?: AbortSignal): Promise<number> {
+    // The next chunk is raced against the signal rather than waiting for the body to notice its
+    // destruction: a stalled source must not hold an aborted put (and its temp file) open.
+    let rejectAborted: ((err: unknown) => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      rejectAborted = reject;
+    });
+    aborted.catch(() => undefined);
+    const onAbort = (): void => rejectAborted?.(this.abortError(signal!, 'put', key));
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    const chunks = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+    let written = 0;
+    let finished = false;
+    try {
+      for (;;) {
+        const next = await Promise.race([chunks.next(), aborted]);
+        if (next.done) break;
+        const bytes = toBytes(next.value);
+        let offset = 0;
+        while (offset < bytes.length) {
+          const { bytesWritten } = await this.io('write', key, () =>
+            handle.write(bytes, offset, bytes.length - offset));
+          offset += bytesWritten;
+        }
+        written += bytes.length;
+      }
+      finished = true;
+    } catch (err) {
+      if (signal?.aborted) throw this.abortError(signal, 'put', key);
+      if (isPitrError(err)) throw err;
+      throw new PitrError(
+        'STORAGE_IO',
+        `put of "${key}" to ${this.url} failed: reading the body failed: ${messageOf(err)}`,
+        'The source of the object failed; nothing was stored. See the cause for details.',
+        { cause: err },
+      );
+    } finally {
+      // One long-lived signal may serve thousands of puts: do not leave a listener per put.
+      signal?.removeEventListener('abort', onAbort);
+      // Release the source's resources; not awaited, since a stalled source may never settle.
+      if (!finished) body.destroy();
+    }
+    this.throwIfAborted(signal, 'put', key);
+    return written;
+  }
+
+  private async openForRead(key: string): Promise<{ handle: FileHandle; size: number }> {
+    const file = this.keyPath(key);
+    let handle: FileHandle;
+    try {
+      handle = await open(file, 'r');
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') throw this.notFound(key);
+      throw this.ioError('read', key, err);
+    }
+    try {
+      const st = await handle.stat();
+      // Opening a directory read-only succeeds on POSIX; it is a prefix of other keys, not an object.
+      if (!st.isFile()) throw this.notFound(key);
+      return { handle, size: st.size };
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      if (isPitrError(err)) throw err;
+      throw this.ioError('read', key, err);
+    }
+  }
+
+  private async pruneEmptyParents(dir: string): Promise<void> {
+    // Best effort: an empty directory left behind costs nothing, and a put may be refilling it.
+    for (let d = dir; d !== this.root && isWithin(d, this.root); d = path.dirname(d)) {
+      try {
+        await rmdir(d);
+        this.durableDirs.delete(d);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  private async io<T>(op: Op, key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isPitrError(err)) throw err;
+      if (signal?.aborted) throw this.abortError(signal, op, key);
+      throw this.ioError(op, key, err);
+    }
+  }
+
+  private notFound(key: string): PitrError {
+    return new PitrError(
+      'OBJECT_NOT_FOUND',
+      `object "${key}" not found in replica ${this.url}`,
+      'The replica changed while pitr was using it (retention, another agent, manual cleanup) or the ' +
+        'replica URL is wrong. Run the command again; if it persists, check the replica URL.',
+    );
+  }
+
+  private ioError(op: Op, key: string, err: unknown): PitrError {
+    const code = errnoCode(err);
+    const what = key === '' ? `replica ${this.url}` : `"${key}" in ${this.url}`;
+    return new PitrError(
+      'STORAGE_IO',
+      `cannot ${op} ${what}: ${messageOf(err)}`,
+      hintFor(code, this.root),
+      { cause: err },
+    );
+  }
+
+  private abortError(signal: AbortSignal, op: Op, key: string): PitrError {
+    return new PitrError('ABORTED', `${op} of "${key}" in ${this.url} was aborted`, undefined, { cause: signal.reason });
+  }
+
+  private throwIfAborted(signal: AbortSignal | undefined, op: Op, key: string): void {
+    if (signal?.aborted) throw this.abortError(signal, op, key);
+  }
+}
+
+type Op = 'put' | 'get' | 'list' | 'delete' | 'check' | 'read' | 'write';
+
+/** Why `key` is not a valid key (or prefix, when `isPrefix`), or undefined when it is. */
+function keyProblem(key: string, isPrefix: boolean): string | undefined {
+  if (!isPrefix && key === '') return 'keys may not be empty';
+  if (key.includes('\\')) return 'keys may not contain backslashes';
+  if (key.includes('\0')) return 'keys may not contain NUL';
+  if (key.startsWith('/')) return 'keys are relative to the replica root and may not start with "/"';
+  const segments = key.split('/');
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i]!;
+    // A prefix may end with "/" (a directory) or mid-name, so its last segment may be empty or partial.
+    const last = i === segments.length - 1;
+    if (seg === '' && !(isPrefix && last)) return 'keys may not contain empty segments ("//" or a trailing "/")';
+    if (seg === '.' || seg === '..') return 'keys may not contain "." or ".." segments';
+    if (seg.startsWith(TEMP_PREFIX)) return `key segments may not start with "${TEMP_PREFIX}" (reserved for in-flight writes)`;
+  }
+  return undefined;
+}
+
+function checkPrefix(prefix: string, url: string): void {
+  const problem = keyProblem(prefix, true);
+  if (problem !== undefined) throw new RangeError(`invalid list prefix "${prefix}" for replica ${url}: ${problem}`);
+}
+
+function checkRange(range: ByteRange, key: string): void {
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+    throw new RangeError(`invalid byte range ${start}-${end} for "${key}": need integers with 0 <= start <= end`);
+  }
+}
+
+/** S3 orders keys by their UTF-8 bytes; JS string comparison (UTF-16) differs above U+FFFF. */
+function sortByKey(infos: ObjectInfo[]): ObjectInfo[] {
+  const keyed = infos.map((info) => ({ info, bytes: Buffer.from(info.key, 'utf8') }));
+  keyed.sort((a, b) => Buffer.compare(a.bytes, b.bytes));
+  return keyed.map((k) => k.info);
+}
+
+function toBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
+  throw new TypeError(`put body yielded a ${typeof chunk}, expected bytes (object-mode streams are not supported)`);
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  // Windows cannot open a directory for fsync, and NTFS makes renames durable by itself.
+  if (process.platform === 'win32') return;
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  try {
+    return (await lstat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function isWithin(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function hintFor(code: string | undefined, root: string): string {
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+      return `Check that the user running pitr can read and write ${root}.`;
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return `Free space (or raise the quota) on the filesystem holding ${root}.`;
+    case 'EROFS':
+      return `The filesystem holding ${root} is read-only; remount it read-write or choose another replica.`;
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return `A file sits where pitr needs a directory under ${root}; remove it or choose another replica.`;
+    case 'EMFILE':
+    case 'ENFILE':
+      return 'Too many open files; raise the open-file limit (ulimit -n) for pitr.';
+    default:
+      return `Check that ${root} is reachable (mounted) and writable, then retry.`;
+  }
+}

@@ -1,0 +1,43 @@
+import type { Readable } from 'node:stream';
+
+/** One stored object as a listing reports it. Keys are relative to the replica root, '/'-separated. */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified: Date;
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+/** Inclusive byte range, like HTTP Range: bytes=start-end. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The whole contract between pitr's core and a replica backend. Objects are immutable: the core
+ * never overwrites a key with different content. A put is atomic: readers see the whole object or
+ * nothing. Missing keys raise PitrError code OBJECT_NOT_FOUND. Other failures raise PitrError
+ * code STORAGE_IO with the backend's error as `cause`.
+ */
+export interface StorageClient {
+  /** The replica URL, for messages and logs (never contains secrets). */
+  readonly url: string;
+  /** Store `body` at `key`, durably, replacing nothing visible until complete. */
+  put(key: string, body: Uint8Array | Readable, opts?: RequestOptions & { size?: number }): Promise<void>;
+  /** Whole object, or the inclusive byte range of it. */
+  get(key: string, opts?: RequestOptions & { range?: ByteRange }): Promise<Uint8Array>;
+  /** The object as a stream, for objects too large to hold in memory. */
+  getStream(key: string, opts?: RequestOptions): Promise<Readable>;
+  /** Every object whose key starts with `prefix`, in ascending key order, across all pages. */
+  list(prefix: string, opts?: RequestOptions): Promise<ObjectInfo[]>;
+  /** Delete keys; deleting a missing key is not an error. */
+  delete(keys: readonly string[], opts?: RequestOptions): Promise<void>;
+  /** True when the replica root exists (a directory, a bucket). Used to tell "wrong URL" from "empty". */
+  exists(opts?: RequestOptions): Promise<boolean>;
+  /** Release connections and handles. */
+  close(): Promise<void>;
+}

@@ -68,7 +68,7 @@ export interface ReadSnapshotOptions {
  * nextPage. Memory in flight stays a small multiple of this, whatever the database size.
  */
 const BATCH_BYTES = 256 * 1024;
-const ZLIB_CHUNK = 64 * 1024;
+const ZLIB_CHUNK = 256 * 1024;
 const SAFE = Number.MAX_SAFE_INTEGER;
 
 function headerFromRaw(raw: Record<string, unknown>, fail: Fail): SnapshotHeader {

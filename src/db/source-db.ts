@@ -131,9 +131,7 @@ export class SourceDb {
    */
   checkpoint(mode: CheckpointMode, busyTimeoutMs = 50): CheckpointResult {
     this.assertOpen();
-    if (!this.writer) {
-      this.writer = openConn(this.path, false);
-    }
+    this.writer ??= openConn(this.path, false);
     this.writer.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     const start = performance.now();
     const row = this.writer.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number };
@@ -144,6 +142,27 @@ export class SourceDb {
       checkpointedFrames: row.checkpointed,
       durationMs: performance.now() - start,
     };
+  }
+
+  /**
+   * End every read transaction, for a checkpoint that must restart the WAL. Returns false (and
+   * changes nothing) while a snapshot pins one. The caller must advanceRead() afterwards.
+   */
+  releaseReads(): boolean {
+    if (this.readers.some((r) => r.pins > 0)) return false;
+    for (const r of this.readers) if (r.inTx) this.endTx(r);
+    this.current = null;
+    return true;
+  }
+
+  /**
+   * SQLite's data_version as seen by the checkpoint connection: it changes when another
+   * connection commits, and not for this connection's own checkpoints.
+   */
+  dataVersion(): number {
+    this.assertOpen();
+    this.writer ??= openConn(this.path, false);
+    return Number(this.writer.pragma('data_version', { simple: true }));
   }
 
   /** End every transaction and close. The read-write connection closes first so it is never the last one. */

@@ -26,6 +26,8 @@ export interface AgentOptions {
   /** How often retention runs (it LISTs each replica). */
   retentionCheckMs?: number;
   checkpointFrames?: number;
+  /** TRUNCATE-checkpoint the WAL once its file is this large (0 = never). */
+  truncateBytes?: number;
   /** Fallback stat of the WAL, in case a file-system event is missed. */
   pollIntervalMs?: number;
   enableWal?: boolean;
@@ -117,7 +119,13 @@ export class Agent {
     const { capture, newGeneration, reason } = await Capture.start(
       this.db,
       this.spool,
-      { dbPath: this.opts.dbPath, stateDir: this.opts.stateDir, checkpointFrames: this.opts.checkpointFrames ?? 1000, log: this.log },
+      {
+        dbPath: this.opts.dbPath,
+        stateDir: this.opts.stateDir,
+        checkpointFrames: this.opts.checkpointFrames ?? 1000,
+        truncateBytes: this.opts.truncateBytes ?? 64 << 20,
+        log: this.log,
+      },
       position,
       knownMax,
     );

@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { PitrError, errnoCode } from '../errors.js';
 import type { SourceDb, CheckpointResult } from '../db/source-db.js';
 import { dbIdentity } from '../db/db-file.js';
@@ -45,6 +45,8 @@ export interface CaptureOptions {
   stateDir: string;
   /** PASSIVE checkpoint once the WAL holds this many frames (all spooled). */
   checkpointFrames: number;
+  /** TRUNCATE checkpoint once the WAL file is this large (0 = never). */
+  truncateBytes: number;
   log: Logger;
 }
 
@@ -182,7 +184,13 @@ export class Capture {
       if (res.stop !== 'limit') break;
     }
     let checkpoint: CheckpointResult | undefined;
-    if (this.state.cursor && this.state.cursor.frame >= this.opts.checkpointFrames) {
+    if (this.opts.truncateBytes > 0 && (await fileSize(this.walPath)) >= this.opts.truncateBytes) {
+      const t = await this.truncateWal();
+      transactions += t.transactions;
+      bytes += t.bytes;
+      if (t.broken) return { transactions, bytes, broken: t.broken };
+      checkpoint = t.checkpoint;
+    } else if (this.state.cursor && this.state.cursor.frame >= this.opts.checkpointFrames) {
       // Everything up to the cursor is spooled: move the mark there so the checkpoint may
       // backfill all of it, letting the app's next write restart the WAL from the start.
       this.db.advanceRead();
@@ -193,6 +201,37 @@ export class Capture {
       }
     }
     return { transactions, bytes, checkpoint };
+  }
+
+  /**
+   * Shrink a WAL that grew past truncateBytes (SQLite only reuses it from the start, never shrinks
+   * it). TRUNCATE needs every reader gone, ours included, so for a moment nothing protects unread
+   * frames; the checkpoint connection's data_version, read before our final scan and after the
+   * checkpoint, proves no other connection committed in between. If one did and the WAL was
+   * reset, its frames may be gone: that is reported as a break (new generation), never guessed.
+   */
+  private async truncateWal(): Promise<{ transactions: number; bytes: number; checkpoint?: CheckpointResult; broken?: string }> {
+    const before = this.db.dataVersion();
+    const res = await scanWal(this.walPath, this.state.cursor);
+    const got = res.kind === 'ok' && res.commits.length > 0 ? await this.spoolCommits(res.commits, res.cursor) : { transactions: 0, bytes: 0 };
+    if (res.kind !== 'ok' || !this.db.releaseReads()) {
+      this.db.advanceRead();
+      return got;
+    }
+    let checkpoint: CheckpointResult | undefined;
+    try {
+      checkpoint = this.db.checkpoint('TRUNCATE', 20);
+    } catch (err) {
+      this.opts.log.debug('truncate checkpoint skipped', { err });
+    }
+    // Read lock first, then data_version: a commit slipping in between is then still noticed.
+    this.db.advanceRead();
+    const after = this.db.dataVersion();
+    if (after !== before) {
+      const now = await scanWal(this.walPath, this.state.cursor);
+      if (now.kind !== 'ok') return { ...got, checkpoint, broken: 'the app committed while pitr truncated the WAL' };
+    }
+    return { ...got, checkpoint };
   }
 
   /** The consistent view a snapshot needs; call under the capture lock and pin the read first. */
@@ -270,6 +309,15 @@ export class Capture {
     this.state = { ...this.state, lastTxid: txid, lastTime: time, cursor: after, dbSizePages: last.dbSizePages };
     await this.persist();
     return { transactions: commits.length, bytes };
+  }
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return 0;
+    throw err;
   }
 }
 

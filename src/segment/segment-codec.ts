@@ -31,6 +31,7 @@ import {
   writeU64BE,
 } from './framing.js';
 import { COMMIT_RECORD_LENGTH, RECORD_TAG_LENGTH, getU53 } from './segment-body.js';
+import { parseObjectKey } from './object-names.js';
 import type { SegmentHeader, TxRecord } from './segment-types.js';
 
 const deflateRawAsync = promisify(deflateRaw);
@@ -213,7 +214,31 @@ function parseHeader(bytes: Uint8Array, name: string | undefined): { header: Seg
   checkVersion(raw, 'segment', name);
   const fail = failCorrupt('segment', name);
   kindField(raw, 'segment', fail);
-  return { header: headerFromRaw(raw, fail, true), end };
+  const header = headerFromRaw(raw, fail, true);
+  checkAgainstKey(header, name, fail);
+  return { header, end };
+}
+
+/**
+ * Restore plans from keys alone, so an object stored under a key that does not describe it (a
+ * backend or operator mix-up) must not be applied as if it were what the key says.
+ */
+function checkAgainstKey(h: SegmentHeader, name: string | undefined, fail: Fail): void {
+  const key = name === undefined ? null : parseObjectKey(name);
+  if (key === null) return;
+  if (
+    key.kind !== 'segment' ||
+    key.generation !== h.generation ||
+    key.firstTxid !== h.firstTxid ||
+    key.lastTxid !== h.lastTxid ||
+    key.firstTime !== h.firstTime ||
+    key.lastTime !== h.lastTime
+  ) {
+    fail(
+      `its header (generation ${h.generation}, txids ${h.firstTxid}..${h.lastTxid}, times ${h.firstTime}..${h.lastTime}) ` +
+        'does not match its key',
+    );
+  }
 }
 
 /**

@@ -30,6 +30,7 @@ import {
   xxhashApi,
 } from './framing.js';
 import { MAX_U32 } from './segment-body.js';
+import { parseObjectKey } from './object-names.js';
 import type { Compression } from './segment-types.js';
 
 /** Decoded header of a snapshot object; see docs/FORMAT.md. */
@@ -51,7 +52,10 @@ export interface WriteSnapshotOptions {
   /** zlib level 0..9 for 'deflate' (default 1). */
   level?: number;
   signal?: AbortSignal;
-  /** End `out` when done (default true). With false, `out` stays open for the caller. */
+  /**
+   * End `out` when done (default true), in which case the call resolves once `out` has finished.
+   * With false, `out` stays open and may still be flushing buffered bytes when the call resolves.
+   */
   end?: boolean;
 }
 
@@ -177,7 +181,13 @@ function parseHeaderBytes(headerBytes: Uint8Array, name: string | undefined): Sn
   checkVersion(raw, 'snapshot', name);
   const fail = failCorrupt('snapshot', name);
   kindField(raw, 'snapshot', fail);
-  return headerFromRaw(raw, fail);
+  const header = headerFromRaw(raw, fail);
+  // Restore plans from keys alone: an object under a key that does not describe it must not be used.
+  const key = name === undefined ? null : parseObjectKey(name);
+  if (key !== null && (key.kind !== 'snapshot' || key.generation !== header.generation || key.txid !== header.txid || key.commitTime !== header.commitTime)) {
+    fail(`its header (generation ${header.generation}, txid ${header.txid}, time ${header.commitTime}) does not match its key`);
+  }
+  return header;
 }
 
 /**
@@ -300,7 +310,11 @@ class ContentReader {
       return false;
     }
     const v = r.value;
-    if (!(v instanceof Uint8Array)) throw new TypeError('readSnapshot: input must be a byte stream, not an object or string stream');
+    if (!(v instanceof Uint8Array)) {
+      const err = new TypeError('readSnapshot: input must be a byte stream, not an object or string stream');
+      this.#passThrough.add(err);
+      throw err;
+    }
     if (v.length > 0) {
       this.#chunks.push(v);
       this.#buffered += v.length;

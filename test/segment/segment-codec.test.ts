@@ -12,6 +12,7 @@ import {
   type SegmentHeaderInput,
 } from '../../src/segment/segment-codec.js';
 import type { Compression, TxRecord } from '../../src/segment/segment-types.js';
+import { segmentKey, snapshotKey } from '../../src/segment/object-names.js';
 import {
   GEN,
   T0,
@@ -306,6 +307,25 @@ describe('segment corruption', () => {
       const { header } = await decodeSegment(await frame('PITRSEG1', good, body), NAME);
       assert.equal(header.firstTxid, 100);
     });
+  });
+
+  it('an object whose key does not describe it is refused', async () => {
+    const txs = sampleTxs(10, 3);
+    const bytes = await segmentOf(512, txs, 'none');
+    const h = headerFor(512, txs, 'none');
+    const right = segmentKey(GEN, h.firstTxid, h.lastTxid, h.firstTime, h.lastTime);
+    assert.equal((await decodeSegment(bytes, right)).header.firstTxid, 10);
+    assert.equal(readSegmentHeader(bytes, right).lastTxid, 12);
+    const wrong = [
+      segmentKey(GEN, h.firstTxid, h.lastTxid + 1, h.firstTime, h.lastTime),
+      segmentKey(GEN, h.firstTxid, h.lastTxid, h.firstTime, h.lastTime + 1),
+      segmentKey('fedcba9876543210', h.firstTxid, h.lastTxid, h.firstTime, h.lastTime),
+      snapshotKey(GEN, h.lastTxid, h.lastTime),
+    ];
+    for (const key of wrong) {
+      await rejectsCorrupt(decodeSegment(bytes, key), key, /does not match its key/);
+      throwsCorrupt(() => readSegmentHeader(bytes, key), key, /does not match its key/);
+    }
   });
 
   it('without a name the message still says what it is', async () => {

@@ -15,6 +15,7 @@ import {
   type SnapshotHeaderInput,
 } from '../../src/segment/snapshot-codec.js';
 import type { Compression } from '../../src/segment/segment-types.js';
+import { segmentKey, snapshotKey } from '../../src/segment/object-names.js';
 import { GEN, T0, assertCorrupt, bytesEqual, frame, makePage, rejectsCorrupt, reseal } from './fixtures.js';
 
 const NAME = 'generations/0123456789abcdef/snapshots/x.snap';
@@ -283,6 +284,17 @@ describe('snapshot corruption', () => {
     assert.ok((await readAll(Readable.from([Buffer.from(await frame('PITRSNP1', good, body))]))).pages.length === 6);
   });
 
+  it('an object whose key does not describe it is refused', async () => {
+    const h = hdr(512, 6, 'deflate');
+    const bytes = Buffer.from(await snapshotBytes(h));
+    const right = snapshotKey(GEN, h.txid, h.commitTime);
+    assert.equal((await readAll(Readable.from([bytes]), right)).header.txid, h.txid);
+    for (const key of [snapshotKey(GEN, h.txid + 1, h.commitTime), snapshotKey('fedcba9876543210', h.txid, h.commitTime), segmentKey(GEN, 1, h.txid, 1, h.commitTime)]) {
+      await rejectsCorrupt(readAll(Readable.from([bytes]), key), key, /does not match its key/);
+      assert.throws(() => readSnapshotHeader(bytes, key), /does not match its key/);
+    }
+  });
+
   it('readSnapshotHeader needs only the header bytes, and says when it has too few', async () => {
     const bytes = await snapshotBytes(hdr(512, 6, 'deflate'));
     const len = new DataView(bytes.buffer, bytes.byteOffset).getUint32(8);
@@ -327,6 +339,11 @@ describe('snapshot errors that are not corruption', () => {
       });
       await assert.rejects(readSnapshot(input, () => {}), (err) => err === ioError);
     }
+  });
+
+  it('a string stream is a caller error, not a corrupt object', async () => {
+    const input = Readable.from(['PITRSNP1 and some text'], { objectMode: true });
+    await assert.rejects(readSnapshot(input, () => {}), TypeError);
   });
 
   it('abort stops a write and a read with ABORTED', async () => {

@@ -11,14 +11,14 @@ const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta
 const program = new Command('pitr')
   .description('Continuous SQLite replication with exact point-in-time restore.\n\nQuick start:\n  pitr replicate app.db                 # replicate to ./app.db-replica\n  pitr list app.db-replica              # what can be restored\n  pitr restore app.db-replica -o restored.db --to 2026-11-22T10:15:00Z')
   .version(pkg.version)
-  .showHelpAfterError('(run with --help for usage)')
+  .showHelpAfterError('  hint: run with --help for usage')
   .configureOutput({
     outputError: (str, write) => write(`pitr: ${str.trim()} [USAGE]\n`),
   })
   .exitOverride();
 
 for (const cmd of [replicateCommand(), restoreCommand(), listCommand()]) {
-  program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`pitr: ${str.trim()} [USAGE]\n`) }).showHelpAfterError('(run with --help for usage)'));
+  program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`pitr: ${str.trim()} [USAGE]\n`) }).showHelpAfterError('  hint: run with --help for usage'));
 }
 
 try {

@@ -10,6 +10,7 @@ interface ReplicateFlags {
   syncInterval: number;
   snapshotInterval: number;
   retention: number;
+  retentionCheckInterval: number;
   stateDir?: string;
   checkpointFrames: number;
   enableWal?: boolean;
@@ -35,6 +36,7 @@ export function replicateCommand(): Command {
     .addOption(new Option('--sync-interval <duration>', 'minimum spacing of uploads under sustained writes; the first commit after a quiet period ships at once; 0 ships every capture').default(1000, '1s').argParser(durationArg('--sync-interval')))
     .addOption(new Option('--snapshot-interval <duration>', 'take a full snapshot this often (0 = only at generation start)').default(86_400_000, '24h').argParser(durationArg('--snapshot-interval')))
     .addOption(new Option('--retention <duration>', 'keep what is needed to restore any point this far back (0 = keep everything)').default(7 * 86_400_000, '7d').argParser(durationArg('--retention')))
+    .addOption(new Option('--retention-check-interval <duration>', 'how often retention runs (it LISTs each replica)').default(3_600_000, '1h').argParser(durationArg('--retention-check-interval')))
     .option('--state-dir <dir>', 'where the spool and position are kept (default: DB-pitr next to DB)')
     .addOption(new Option('--checkpoint-frames <n>', 'PASSIVE-checkpoint the WAL once it holds this many frames, all spooled').default(1000).argParser(positiveIntArg))
     .option('--enable-wal', 'switch a rollback-journal database to WAL mode (a one-time header change)')
@@ -79,6 +81,7 @@ export function replicateCommand(): Command {
           syncIntervalMs: flags.syncInterval,
           snapshotIntervalMs: flags.snapshotInterval,
           retentionMs: flags.retention,
+          retentionCheckMs: flags.retentionCheckInterval,
           checkpointFrames: flags.checkpointFrames,
           enableWal: flags.enableWal ?? false,
           shutdownTimeoutMs: flags.shutdownTimeout,

@@ -87,7 +87,9 @@ export class SourceDb {
 
   /**
    * Move the held read transaction forward to the database's current state, without ever holding
-   * none (see the class comment). Call only after everything up to the previous mark is spooled.
+   * none (see the class comment). Precondition: every frame up to the held reader's mark is
+   * spooled. The new mark may be ahead of what is spooled, so the caller must read and spool up
+   * to the end of the WAL before calling this again.
    */
   advanceRead(): void {
     this.assertOpen();

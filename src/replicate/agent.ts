@@ -60,6 +60,7 @@ export class Agent {
   private timers: NodeJS.Timeout[] = [];
   private lastWalStat = '';
   private stopping = false;
+  private reopenPending = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ db: opts.dbPath });
@@ -69,6 +70,8 @@ export class Agent {
   async run(signal: AbortSignal): Promise<AgentResult> {
     await this.waitForDb(signal);
     if (signal.aborted) return { clean: true };
+    // Open (and validate: WAL mode, a real SQLite file) before creating any state next to it.
+    this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.enableWal ?? false });
     await mkdir(this.opts.stateDir, { recursive: true });
     await this.spool.load();
     this.shippers = this.opts.replicas.map(
@@ -106,8 +109,10 @@ export class Agent {
 
   /** Open (or reopen) the database and the chain; takes the first snapshot of a new generation. */
   private async openChain(knownMax: number, forceNew: boolean): Promise<void> {
-    this.db?.close();
-    this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.enableWal ?? false });
+    if (forceNew || !this.db) {
+      this.db?.close();
+      this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.enableWal ?? false });
+    }
     let position = null;
     if (!forceNew) {
       try {
@@ -225,10 +230,18 @@ export class Agent {
     const capture = this.capture;
     if (!capture) return;
     try {
+      if (this.reopenPending) {
+        // The database went away or was replaced; reopen once it is back (each change retries).
+        await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), true);
+        this.reopenPending = false;
+        return;
+      }
       const r = await capture.pass();
       if (r.broken) {
         this.log.warn(`continuity lost: ${r.broken}; starting a new generation`, { generation: capture.state.generation });
+        this.reopenPending = true;
         await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), true);
+        this.reopenPending = false;
         return;
       }
       if (r.transactions > 0) {

@@ -147,7 +147,37 @@ export class Capture {
     if (id.dev !== this.identity.dev || id.ino !== this.identity.ino) {
       return { transactions: 0, bytes: 0, broken: 'the database file was replaced' };
     }
+    const total: PassResult = { transactions: 0, bytes: 0 };
+    const add = (r: { transactions: number; bytes: number; broken?: string }): boolean => {
+      total.transactions += r.transactions;
+      total.bytes += r.bytes;
+      if (r.broken) total.broken = r.broken;
+      return !r.broken;
+    };
+    // Invariant (see SourceDb): every frame up to the held reader's mark is spooled before the
+    // reader moves again. So every advanceRead() below is followed by a full catch-up.
     this.db.advanceRead();
+    if (!add(await this.catchUp())) return total;
+    if (this.opts.truncateBytes > 0 && (await fileSize(this.walPath)) >= this.opts.truncateBytes) {
+      const t = await this.truncateWal();
+      total.checkpoint = t.checkpoint;
+      if (!add(t) || !add(await this.catchUp())) return total;
+    } else if (this.state.cursor && this.state.cursor.frame >= this.opts.checkpointFrames) {
+      // Move the mark to the end of what is spooled so the checkpoint may backfill all of it,
+      // letting the app's next write restart the WAL from the start.
+      this.db.advanceRead();
+      if (!add(await this.catchUp())) return total;
+      try {
+        total.checkpoint = this.db.checkpoint('PASSIVE', 0);
+      } catch (err) {
+        this.opts.log.debug('checkpoint skipped', { err });
+      }
+    }
+    return total;
+  }
+
+  /** Scan from the cursor to the last commit and spool what is new, following WAL restarts. */
+  private async catchUp(): Promise<{ transactions: number; bytes: number; broken?: string }> {
     let transactions = 0;
     let bytes = 0;
     for (let round = 0; round < 16; round++) {
@@ -183,24 +213,7 @@ export class Capture {
       }
       if (res.stop !== 'limit') break;
     }
-    let checkpoint: CheckpointResult | undefined;
-    if (this.opts.truncateBytes > 0 && (await fileSize(this.walPath)) >= this.opts.truncateBytes) {
-      const t = await this.truncateWal();
-      transactions += t.transactions;
-      bytes += t.bytes;
-      if (t.broken) return { transactions, bytes, broken: t.broken };
-      checkpoint = t.checkpoint;
-    } else if (this.state.cursor && this.state.cursor.frame >= this.opts.checkpointFrames) {
-      // Everything up to the cursor is spooled: move the mark there so the checkpoint may
-      // backfill all of it, letting the app's next write restart the WAL from the start.
-      this.db.advanceRead();
-      try {
-        checkpoint = this.db.checkpoint('PASSIVE', 0);
-      } catch (err) {
-        this.opts.log.debug('checkpoint skipped', { err });
-      }
-    }
-    return { transactions, bytes, checkpoint };
+    return { transactions, bytes };
   }
 
   /**
@@ -214,6 +227,7 @@ export class Capture {
     const before = this.db.dataVersion();
     const res = await scanWal(this.walPath, this.state.cursor);
     const got = res.kind === 'ok' && res.commits.length > 0 ? await this.spoolCommits(res.commits, res.cursor) : { transactions: 0, bytes: 0 };
+    // The caller catches up after this returns, restoring the read-mark invariant.
     if (res.kind !== 'ok' || !this.db.releaseReads()) {
       this.db.advanceRead();
       return got;

@@ -30,7 +30,9 @@ export type ReplicaUrl = FileReplicaUrl | S3ReplicaUrl;
  * misspelt option silently ignored would send backups somewhere the user did not intend.
  * The S3 backend extends this list when it learns new options.
  */
-export const S3_URL_PARAMS: readonly string[] = ['endpoint', 'region', 'force-path-style'];
+export const S3_URL_PARAMS: readonly string[] = [
+  'endpoint', 'region', 'force-path-style', 'sse', 'sse-kms-key-id', 'storage-class',
+];
 
 const ACCEPTED_FORMS =
   'Use a directory path (/var/backups/app or ./backups), a file URL (file:///var/backups/app), ' +
@@ -65,14 +67,12 @@ export async function openStorage(input: string, opts: { cwd?: string } = {}): P
   switch (parsed.scheme) {
     case 'file':
       return new FileStorage(parsed.path, parsed.url);
-    case 's3':
-      // The S3 backend goes here, loaded with `await import('./s3/...')` so its SDK is only
-      // paid for by users of S3 replicas.
-      throw new PitrError(
-        'REPLICA_URL_INVALID',
-        `S3 replicas are not available in this build yet (${parsed.url})`,
-        'Use a directory replica (a path or file:///path) for now, or upgrade pitr.',
-      );
+    case 's3': {
+      // Loaded on demand so that the AWS SDK is only paid for (startup time, memory) by users
+      // of S3 replicas. Constructing the client does no I/O either.
+      const { S3Storage } = await import('./s3/s3-storage.js');
+      return S3Storage.fromReplicaUrl(parsed);
+    }
     default: {
       const unreachable: never = parsed;
       throw new Error(`unhandled replica scheme in ${JSON.stringify(unreachable)}`);

@@ -203,9 +203,12 @@ export function startAgent(args: readonly string[]): Agent {
     output: spawned.output,
     async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 60_000): Promise<RunResult> {
       if (!exited) spawned.child.kill(signal);
-      const limit = sleep(timeoutMs, 'timeout' as const);
+      // Cancelled afterwards: a pending timer would keep the test process alive for timeoutMs.
+      const cancel = new AbortController();
+      const limit = sleep(timeoutMs, 'timeout' as const, { signal: cancel.signal }).catch(() => 'cancelled' as const);
       const first = await Promise.race([spawned.result, limit]);
-      if (first !== 'timeout') return first;
+      cancel.abort();
+      if (first !== 'timeout' && first !== 'cancelled') return first;
       spawned.child.kill('SIGKILL');
       const r = await spawned.result;
       return { ...r, timedOut: true };
@@ -255,6 +258,7 @@ export async function waitUntil<T>(
       const v = await probe();
       if (v !== undefined && v !== false) return v;
     } catch (err) {
+      if (lastError === undefined) trace(`waiting for ${what}: ${err instanceof Error ? err.message : String(err)}`);
       lastError = err;
     }
     if (Date.now() > deadline) {
@@ -265,18 +269,49 @@ export async function waitUntil<T>(
   }
 }
 
-/** Runs fn over items with at most `limit` in flight; results in input order. */
+/**
+ * Runs fn over items with at most `limit` in flight; results in input order. After a failure no
+ * new item starts; in-flight ones finish, then the first error is thrown.
+ */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && failure === undefined) {
       const i = next++;
-      results[i] = await fn(items[i] as T, i);
+      try {
+        results[i] = await fn(items[i] as T, i);
+      } catch (error) {
+        failure ??= { error };
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure.error;
   return results;
+}
+
+export type Settled<R> = { ok: true; value: R } | { ok: false; error: string };
+
+/** Like mapLimit but runs every item and reports each outcome, so one assertion can list all failures. */
+export async function settleLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<Settled<R>[]> {
+  return mapLimit(items, limit, async (item): Promise<Settled<R>> => {
+    try {
+      return { ok: true, value: await fn(item) };
+    } catch (err) {
+      return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    }
+  });
+}
+
+/** Throws one error listing every failure (label: first line of each message), or returns the values. */
+export function valuesOrFail<T, R>(what: string, items: readonly T[], settled: readonly Settled<R>[]): R[] {
+  const failures = settled
+    .map((s, i) => (s.ok ? undefined : `  ${String(items[i])}: ${s.error.split('\n').slice(0, 6).join(' | ').slice(0, 400)}`))
+    .filter((f): f is string => f !== undefined);
+  if (failures.length > 0) throw new Error(`${what}: ${failures.length} of ${items.length} failed\n${failures.join('\n')}`);
+  return settled.map((s) => (s as { ok: true; value: R }).value);
 }
 
 // ---- files ----
@@ -350,4 +385,10 @@ export function spread(first: number, last: number, n: number): number[] {
   const out = new Set<number>([first, last]);
   for (let i = 1; i < n - 1; i++) out.add(first + Math.round(((last - first) * i) / (n - 1)));
   return [...out].sort((a, b) => a - b);
+}
+
+const traceStart = Date.now();
+/** Progress lines on stderr when PITR_IT_DEBUG is set, to see where a slow or hung run spends time. */
+export function trace(msg: string): void {
+  if (process.env['PITR_IT_DEBUG']) process.stderr.write(`[it +${((Date.now() - traceStart) / 1000).toFixed(2)}s] ${msg}\n`);
 }

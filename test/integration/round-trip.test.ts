@@ -4,8 +4,8 @@
  * transaction the replica lists can be restored exactly, by txid and by time.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
@@ -14,12 +14,14 @@ import { openAppDatabase } from '../fixtures/app-schema.js';
 import { readWriterLog, type WriterLog } from '../fixtures/writer-log.js';
 import {
   describeRun,
+  expectCliError,
+  runCli,
   inspectDatabase,
   listFilesRecursive,
   makeTempDir,
-  mapLimit,
   removeTempDir,
   runCliJson,
+  settleLimit,
   spread,
   startAgent,
   startWriter,
@@ -31,6 +33,8 @@ import {
   type ListOutput,
   type RestoreOutput,
   type RunResult,
+  trace,
+  valuesOrFail,
 } from './helpers.js';
 
 const COUNT = Number(process.env['PITR_IT_COUNT'] ?? 400);
@@ -55,7 +59,8 @@ describe('round trip: replicate under load with a SIGKILL, then restore every sa
   let writerResult: RunResult;
   let killedAgent: RunResult;
   let stoppedAgent: RunResult;
-  let downtimeCheckpoint: unknown;
+  let downtimeCheckpoint: { busy: number } | undefined;
+  let downtimeSeqs: [number, number] = [0, 0];
   const agents: Agent[] = [];
   let outCounter = 0;
   const restoredByTxid = new Map<number, Promise<Restored>>();
@@ -73,12 +78,14 @@ describe('round trip: replicate under load with a SIGKILL, then restore every sa
 
       agentArgs = [dbPath, replicaUrl, '--sync-interval', '0', '--snapshot-interval', '3s', '--state-dir', join(tmp, 'state')];
       const first = startAgent(agentArgs);
+      trace('agent started');
       agents.push(first);
       await waitUntil('the replica to list a generation', async () => {
         const l = await runCliJson<ListOutput>(['list', replicaUrl, '--json'], { timeoutMs: 30_000 });
         return l.generations.length > 0;
       });
 
+      trace('generation listed; starting the writer');
       const writer = startWriter({ db: dbPath, log: logPath, count: COUNT, seed: SEED, pauseEvery: 10, pauseMs: 150 });
       let writerExited = false;
       void writer.result.then(() => (writerExited = true));
@@ -89,26 +96,41 @@ describe('round trip: replicate under load with a SIGKILL, then restore every sa
         async () => writerExited || (await readWriterLog(logPath)).lastSeq >= killAt,
         { timeoutMs: 5 * 60_000 },
       );
-      assert.ok(!writerExited, `writer ended before the agent could be killed mid-run\n${describeRun(await writer.result)}`);
+      // (The message is built only on failure: awaiting the writer's result would wait for its end.)
+      if (writerExited) assert.fail(`writer ended before the agent could be killed mid-run\n${describeRun(await writer.result)}`);
 
+      trace('killing the agent');
       killedAgent = await first.stop('SIGKILL');
-      // Plays a second app connection checkpointing while the agent is down: the WAL is reset behind
-      // the agent's back, the case that must start a new generation rather than guess.
+      // While the agent is down the app commits a few more transactions, then a second app
+      // connection resets the WAL: those commits now exist only merged into the database file, so
+      // the restarted agent cannot prove continuity and must start a new generation, not guess.
+      const seqAtKill = (await readWriterLog(logPath)).lastSeq;
+      trace(`agent killed at seq ${seqAtKill}`);
+      await waitUntil('the writer to commit while the agent is down', async () => (await readWriterLog(logPath)).lastSeq >= seqAtKill + 3, {
+        timeoutMs: 60_000,
+      });
       const app = new Database(dbPath);
       try {
         app.pragma('busy_timeout = 5000');
-        downtimeCheckpoint = app.pragma('wal_checkpoint(TRUNCATE)');
+        downtimeCheckpoint = (app.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[])[0];
       } finally {
         app.close();
       }
+      downtimeSeqs = [seqAtKill, (await readWriterLog(logPath)).lastSeq];
       await sleep(1000);
       const second = startAgent(agentArgs);
+      trace(`agent restarted; downtime seqs ${downtimeSeqs.join('..')}`);
       agents.push(second);
 
       writerResult = await writer.result;
       assert.equal(writerResult.code, 0, describeRun(writerResult));
+      trace('writer done; stopping the agent');
       stoppedAgent = await second.stop('SIGTERM', 120_000);
+      trace('agent stopped');
 
+      // Kept with the temp dir (PITR_KEEP_TMP=1) for whoever debugs a failure.
+      writeFileSync(join(tmp, 'agent-1.stderr.jsonl'), killedAgent.stderr);
+      writeFileSync(join(tmp, 'agent-2.stderr.jsonl'), stoppedAgent.stderr);
       log = await readWriterLog(logPath);
       list = await runCliJson<ListOutput>(['list', replicaUrl, '--json']);
     },
@@ -171,13 +193,14 @@ describe('round trip: replicate under load with a SIGKILL, then restore every sa
 
   it('the writer committed everything and both agents behaved', (t) => {
     t.diagnostic(`seed ${SEED}, ${COUNT} transactions, ${log.events.length} writer events`);
-    t.diagnostic(`checkpoint while the agent was down: ${JSON.stringify(downtimeCheckpoint)}`);
+    t.diagnostic(`agent down from seq ${downtimeSeqs[0]}; TRUNCATE at seq ${downtimeSeqs[1]}: ${JSON.stringify(downtimeCheckpoint)}`);
     t.diagnostic(`generations: ${JSON.stringify(list.generations.map((g) => [g.id, g.firstTxid, g.lastTxid]))}`);
     assert.match(writerResult.stdout, new RegExp(`^done ${COUNT}$`, 'm'));
     assert.equal(log.lastSeq, COUNT);
     assert.equal(killedAgent.signal, 'SIGKILL', describeRun(killedAgent));
     assert.ok(!stoppedAgent.timedOut, `agent did not exit after SIGTERM\n${describeRun(stoppedAgent)}`);
     assert.equal(stoppedAgent.code, 0, describeRun(stoppedAgent));
+    assert.equal(downtimeCheckpoint?.busy, 0, 'the app could not reset the WAL while the agent was down');
   });
 
   it('the agents log JSON lines on stderr', () => {
@@ -224,9 +247,13 @@ describe('round trip: replicate under load with a SIGKILL, then restore every sa
 
   it('restore --txid at both ends of every generation and spread between matches the app exactly', async () => {
     const txids = list.generations.flatMap((g) => spread(g.firstTxid, g.lastTxid, 17));
-    const restored = await mapLimit(txids, PARALLEL_RESTORES, (txid) => restoreTxid(txid));
-    for (const r of restored) {
+    const settled = await settleLimit(txids, PARALLEL_RESTORES, async (txid) => {
+      const r = await restoreTxid(txid);
       assertMatchesLog(r);
+      return r;
+    });
+    const restored = valuesOrFail('restore --txid', txids, settled);
+    for (const r of restored) {
       const g = generationOf(r.txid) as GenerationInfo;
       assert.equal(r.result.generation, g.id, `txid ${r.txid} restored from generation ${r.result.generation}, listed in ${g.id}`);
       if (r.txid === g.firstTxid) assert.equal(r.result.snapshotTxid, r.txid, `generation ${g.id} does not start with a snapshot`);
@@ -236,62 +263,99 @@ describe('round trip: replicate under load with a SIGKILL, then restore every sa
       const [a, b] = [restored[i - 1] as Restored, restored[i] as Restored];
       assert.ok(b.seq >= a.seq, `txid ${b.txid} has seq ${b.seq} < seq ${a.seq} at txid ${a.txid}`);
     }
-    // Each commit needs its own txid, so a generation cannot span more commits than txids.
+  });
+
+  it('each generation holds exactly one txid per commit and per VACUUM: none lost, none invented', async () => {
     for (const g of list.generations) {
       const [first, last] = await Promise.all([restoreTxid(g.firstTxid), restoreTxid(g.lastTxid)]);
+      // The only WAL commits besides data transactions are the app's VACUUMs (rollbacks and
+      // checkpoints commit nothing). A VACUUM logged at the generation's first or last seq may
+      // fall on either side of the boundary, hence a range.
+      const vacuums = log.events.filter((e) => e.event === 'vacuum');
+      const inside = vacuums.filter((e) => e.seq > first.seq && e.seq < last.seq).length;
+      const edges = vacuums.filter((e) => e.seq === first.seq || e.seq === last.seq).length;
+      const commits = last.seq - first.seq;
+      const txids = g.lastTxid - g.firstTxid;
       assert.ok(
-        last.seq - first.seq <= g.lastTxid - g.firstTxid,
-        `generation ${g.id}: seqs ${first.seq}..${last.seq} in txids ${g.firstTxid}..${g.lastTxid}`,
+        commits + inside <= txids && txids <= commits + inside + edges,
+        `generation ${g.id}: txids ${g.firstTxid}..${g.lastTxid} (${txids} after the snapshot) for seqs ` +
+          `${first.seq}..${last.seq} (${commits} commits) and ${inside}..${inside + edges} VACUUMs`,
       );
     }
+  });
+
+  it('a new generation started where the agent could not prove continuity', () => {
+    // The commits between the SIGKILL and the WAL reset are not in any WAL the agent could read.
+    assert.ok(list.generations.length >= 2, `expected a new generation after the downtime reset: ${JSON.stringify(list.generations)}`);
   });
 
   it('consecutive txids are at most one commit apart', async () => {
     const starts = list.generations
       .filter((g) => g.lastTxid > g.firstTxid)
       .flatMap((g) => spread(g.firstTxid, g.lastTxid - 1, 4));
-    const pairs = await mapLimit(starts, PARALLEL_RESTORES, async (x) => [await restoreTxid(x), await restoreTxid(x + 1)] as const);
-    for (const [a, b] of pairs) {
+    const settled = await settleLimit(starts, PARALLEL_RESTORES, async (x) => {
+      const [a, b] = [await restoreTxid(x), await restoreTxid(x + 1)];
       assertMatchesLog(a);
       assertMatchesLog(b);
       const step = b.seq - a.seq;
       assert.ok(step === 0 || step === 1, `txid ${a.txid} -> ${b.txid} moves seq ${a.seq} -> ${b.seq}`);
-    }
+    });
+    valuesOrFail('consecutive txids', starts.map((x) => `${x}->${x + 1}`), settled);
   });
 
-  it('restore --to T picks the last transaction committed at or before T', async () => {
-    const gens = list.generations;
-    const lo = (gens[0] as GenerationInfo).firstCommitTimeMs;
-    const hi = (gens.at(-1) as GenerationInfo).lastCommitTimeMs;
-    const times = new Set<number>([lo, hi]);
-    for (let i = 0; i < 10; i++) times.add(Math.round(lo + ((hi - lo) * (i + 0.5)) / 10));
-    for (const g of gens) times.add(g.firstCommitTimeMs);
+  /**
+   * --to T must pick the last transaction committed at or before T (checked against its dry run,
+   * the next txid's commit time and every generation), and restore the same content as --txid.
+   */
+  async function checkTimeTarget(t: number): Promise<number> {
+    const iso = new Date(t).toISOString();
+    const plan = await dryRun(['--to', iso]);
+    assert.equal(plan.dryRun, true);
+    assert.ok(plan.commitTimeMs <= t, `--to ${iso} chose txid ${plan.txid} committed at ${plan.commitTime}`);
+    assertPlanShape(plan);
+    // Nothing later may qualify: the next txid in the same generation is after T...
+    const g = list.generations.find((x) => x.id === plan.generation);
+    assert.ok(g !== undefined, `plan names unknown generation ${plan.generation}`);
+    if (plan.txid + 1 <= g.lastTxid) {
+      const next = await dryRun(['--txid', String(plan.txid + 1)]);
+      assert.ok(next.commitTimeMs > t, `--to ${iso} chose txid ${plan.txid}, but txid ${plan.txid + 1} committed at ${next.commitTime}`);
+    }
+    // ...and no later generation had started by T.
+    for (const later of list.generations) {
+      if (later.firstCommitTimeMs <= t) assert.ok(plan.txid >= later.firstTxid, `--to ${iso} ignored generation ${later.id}`);
+    }
+    const viaTime = await restoreInto(['--to', iso]);
+    assert.equal(viaTime.result.txid, plan.txid, `--to ${iso}: dry run said txid ${plan.txid}, restore did ${viaTime.result.txid}`);
+    const viaTxid = await restoreTxid(plan.txid);
+    assert.equal(viaTime.state.digest, viaTxid.digest, `--to ${iso} and --txid ${plan.txid} restored different content`);
+    assertMatchesLog({ txid: plan.txid, ...viaTime.state });
+    return plan.txid;
+  }
 
-    const checks = await mapLimit([...times].sort((a, b) => a - b), PARALLEL_RESTORES, async (t) => {
-      const iso = new Date(t).toISOString();
-      const plan = await dryRun(['--to', iso]);
-      assert.equal(plan.dryRun, true);
-      assert.ok(plan.commitTimeMs <= t, `--to ${iso} chose txid ${plan.txid} committed at ${plan.commitTime}`);
-      assertPlanShape(plan);
-      // Nothing later may qualify: the next txid in the same generation is after T...
-      const g = list.generations.find((x) => x.id === plan.generation);
-      assert.ok(g !== undefined, `plan names unknown generation ${plan.generation}`);
-      if (plan.txid + 1 <= g.lastTxid) {
-        const next = await dryRun(['--txid', String(plan.txid + 1)]);
-        assert.ok(next.commitTimeMs > t, `--to ${iso} chose txid ${plan.txid}, but txid ${plan.txid + 1} committed at ${next.commitTime}`);
-      }
-      // ...and no later generation had started by T.
-      for (const later of list.generations) {
-        if (later.firstCommitTimeMs <= t) assert.ok(plan.txid >= later.firstTxid, `--to ${iso} ignored generation ${later.id}`);
-      }
-      const viaTime = await restoreInto(['--to', iso]);
-      assert.equal(viaTime.result.txid, plan.txid, `--to ${iso}: dry run said txid ${plan.txid}, restore did ${viaTime.result.txid}`);
-      const viaTxid = await restoreTxid(plan.txid);
-      assert.equal(viaTime.state.digest, viaTxid.digest, `--to ${iso} and --txid ${plan.txid} restored different content`);
-      assertMatchesLog({ txid: plan.txid, ...viaTime.state });
-      return plan.txid;
-    });
-    assert.ok(new Set(checks).size > 1, 'every time target resolved to the same txid');
+  it('restore --to T inside a generation picks the last transaction committed at or before T', async () => {
+    const perGeneration = Math.max(3, Math.ceil(10 / list.generations.length));
+    const times = list.generations.flatMap((g) => spread(g.firstCommitTimeMs, g.lastCommitTimeMs, perGeneration));
+    const txids = valuesOrFail('restore --to', times.map((t) => new Date(t).toISOString()), await settleLimit(times, PARALLEL_RESTORES, checkTimeTarget));
+    assert.ok(new Set(txids).size > 1, 'every time target resolved to the same txid');
+  });
+
+  it('restore --to T between two generations is refused and lists the windows', async (t) => {
+    // pitr never guesses across a break: between two generations the agent was not capturing, so
+    // the app's state at T may include commits no replica holds. README documents the refusal.
+    const gaps: number[] = [];
+    for (let i = 1; i < list.generations.length; i++) {
+      const [a, b] = [list.generations[i - 1] as GenerationInfo, list.generations[i] as GenerationInfo];
+      if (b.firstCommitTimeMs - a.lastCommitTimeMs >= 2) gaps.push(Math.floor((a.lastCommitTimeMs + b.firstCommitTimeMs) / 2));
+    }
+    if (gaps.length === 0) return t.skip('no time gap between generations in this run');
+    for (const gap of gaps) {
+      const out = join(tmp, 'out', `gap-${gap}.db`);
+      const r = await runCli(['restore', replicaUrl, '-o', out, '--to', new Date(gap).toISOString()]);
+      const err = expectCliError(r, 'TARGET_OUT_OF_WINDOW');
+      assert.match(err.message, /between two restorable windows/);
+      for (const g of list.generations) assert.ok(err.message.includes(g.id), `the error lists generation ${g.id}`);
+      assert.deepEqual(readdirSync(dirname(out)).filter((f) => f.includes(`gap-${gap}`)), [], 'nothing written for a refused restore');
+    }
   });
 
   /** A plan is a snapshot plus segments that together cover (snapshot.txid, txid] without gaps. */

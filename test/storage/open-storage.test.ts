@@ -180,13 +180,13 @@ describe('openStorage', () => {
     }
   });
 
-  it('parses but does not yet open S3 replicas', async () => {
-    await assert.rejects(openStorage('s3://bucket/prefix?region=us-east-1'), (err: unknown) => {
-      assert.ok(isPitrError(err, 'REPLICA_URL_INVALID'));
-      assert.match(err.message, /S3 replicas are not available in this build yet/);
-      assert.ok(err.hint);
-      return true;
-    });
+  it('opens S3 replicas without any request, with the normalized URL', async () => {
+    const client = await openStorage('s3://bucket/prefix?region=us-east-1');
+    try {
+      assert.equal(client.url, 's3://bucket/prefix?region=us-east-1');
+    } finally {
+      await client.close();
+    }
   });
 
   it('rejects invalid URLs with REPLICA_URL_INVALID', async () => {

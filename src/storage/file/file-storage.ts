@@ -286,21 +286,34 @@ export class FileStorage implements StorageClient {
 
   private async writeStream(handle: FileHandle, body: Readable, key: string, signal?: AbortSignal): Promise<number> {
     // The next chunk is raced against the signal rather than waiting for the body to notice its
-    // destruction: a stalled source must not hold an aborted put (and its temp file) open.
-    let rejectAborted: ((err: unknown) => void) | undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      rejectAborted = reject;
-    });
-    aborted.catch(() => undefined);
-    const onAbort = (): void => rejectAborted?.(this.abortError(signal!, 'put', key));
-    signal?.addEventListener('abort', onAbort, { once: true });
+    // destruction: a stalled source must not hold an aborted put (and its temp file) open. Each
+    // race gets its own abort promise: racing every chunk against one long-lived promise would
+    // keep every chunk reachable from it until the put ends (the whole body in memory).
+    const nextOrAbort = (it: AsyncIterator<unknown>): Promise<IteratorResult<unknown>> => {
+      if (!signal) return it.next();
+      return new Promise((resolve, reject) => {
+        const onAbort = (): void => reject(this.abortError(signal, 'put', key));
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        it.next().then(
+          (v) => {
+            signal.removeEventListener('abort', onAbort);
+            resolve(v);
+          },
+          (e: unknown) => {
+            signal.removeEventListener('abort', onAbort);
+            reject(e);
+          },
+        );
+      });
+    };
 
     const chunks = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
     let written = 0;
     let finished = false;
     try {
       for (;;) {
-        const next = await Promise.race([chunks.next(), aborted]);
+        const next = await nextOrAbort(chunks);
         if (next.done) break;
         const bytes = toBytes(next.value);
         let offset = 0;
@@ -322,8 +335,6 @@ export class FileStorage implements StorageClient {
         { cause: err },
       );
     } finally {
-      // One long-lived signal may serve thousands of puts: do not leave a listener per put.
-      signal?.removeEventListener('abort', onAbort);
       // Release the source's resources; not awaited, since a stalled source may never settle.
       if (!finished) body.destroy();
     }

@@ -1,12 +1,22 @@
 import { InvalidArgumentError } from 'commander';
 import { PitrError, isPitrError } from '../errors.js';
-import { parseDuration, parseTimestamp } from '../util/duration.js';
+import { parseDuration, parseSize, parseTimestamp } from '../util/duration.js';
 
 /** commander argument parsers that turn bad input into a usage error naming the value. */
 export function durationArg(what: string): (v: string) => number {
   return (v) => {
     try {
       return parseDuration(v, what);
+    } catch (err) {
+      throw new InvalidArgumentError(isPitrError(err) && err.hint ? err.hint : String(err));
+    }
+  };
+}
+
+export function sizeArg(what: string): (v: string) => number {
+  return (v) => {
+    try {
+      return parseSize(v, what);
     } catch (err) {
       throw new InvalidArgumentError(isPitrError(err) && err.hint ? err.hint : String(err));
     }

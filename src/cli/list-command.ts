@@ -7,8 +7,8 @@ import { formatBytes, iso, reportError } from './cli-util.js';
 export function listCommand(): Command {
   return new Command('list')
     .summary('show generations, snapshots, segments and restorable windows of a replica')
-    .description('List what REPLICA holds: per generation its snapshots, segments, bytes, and the restorable\nwindow (first and last commit time and txid).')
-    .argument('<replica>', 'replica URL (a directory path or file:///abs/path)')
+    .description('List what REPLICA holds: per generation its snapshots, segments, bytes, and the restorable window (first and last commit time and txid).')
+    .argument('<replica>', 'replica URL: a directory path, file:///abs/path or s3://bucket/prefix')
     .option('--json', 'print one JSON object on stdout')
     .action(async (replicaUrl: string, flags: { json?: boolean }) => {
       try {

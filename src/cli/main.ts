@@ -6,6 +6,14 @@ import { restoreCommand } from './restore-command.js';
 import { listCommand } from './list-command.js';
 import { reportError } from './cli-util.js';
 
+// `pitr list ... | head` closes the pipe early: that is not an error worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command('pitr')

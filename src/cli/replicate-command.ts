@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { Agent } from '../replicate/agent.js';
 import { openStorage } from '../storage/open-storage.js';
 import { createLogger, type LogLevel } from '../log.js';
-import { durationArg, positiveIntArg, reportError } from './cli-util.js';
+import { durationArg, positiveIntArg, reportError, sizeArg } from './cli-util.js';
 
 interface ReplicateFlags {
   syncInterval: number;
@@ -13,6 +13,7 @@ interface ReplicateFlags {
   retentionCheckInterval: number;
   stateDir?: string;
   checkpointFrames: number;
+  spoolMaxSize: number;
   enableWal?: boolean;
   shutdownTimeout: number;
   logFormat?: 'json' | 'pretty';
@@ -23,12 +24,13 @@ export function replicateCommand(): Command {
   return new Command('replicate')
     .summary('continuously replicate a SQLite database to one or more replicas')
     .description(
-      'Run next to the app: capture every committed transaction from DB\'s WAL, keep it in a local\n' +
-        'spool, and ship it with periodic snapshots to each REPLICA. Runs until SIGINT/SIGTERM, then\n' +
-        'captures and uploads everything committed so far and exits 0.\n\n' +
-        'REPLICA is a directory (a path, or file:///abs/path). With no REPLICA, pitr replicates to\n' +
-        'the directory DB-replica next to the database. The spool and position live in --state-dir.\n' +
-        'If DB does not exist yet, pitr waits for the app to create it. DB must be in WAL mode\n' +
+      "Run next to the app: capture every committed transaction from DB's WAL, keep it in a local spool, " +
+        'and ship it with periodic snapshots to each REPLICA. Runs until SIGINT/SIGTERM, then captures and ' +
+        'uploads everything committed so far and exits 0.\n\n' +
+        'REPLICA is a directory (a path, or file:///abs/path) or s3://bucket/prefix[?endpoint=..&region=..]. ' +
+        'With no REPLICA, pitr replicates to the directory DB-replica next to the database. The spool and ' +
+        'position live in --state-dir.\n\n' +
+        'If DB does not exist yet, pitr waits for the app to create it. DB must be in WAL mode ' +
         '(PRAGMA journal_mode=WAL), or pass --enable-wal to switch it once.',
     )
     .argument('<db>', 'path of the SQLite database file')
@@ -39,6 +41,7 @@ export function replicateCommand(): Command {
     .addOption(new Option('--retention-check-interval <duration>', 'how often retention runs (it LISTs each replica)').default(3_600_000, '1h').argParser(durationArg('--retention-check-interval')))
     .option('--state-dir <dir>', 'where the spool and position are kept (default: DB-pitr next to DB)')
     .addOption(new Option('--checkpoint-frames <n>', 'PASSIVE-checkpoint the WAL once it holds this many frames, all spooled').default(1000).argParser(positiveIntArg))
+    .addOption(new Option('--spool-max-size <size>', 'when an unreachable replica makes the spool grow past this, drop what only it needs; it resumes from a fresh snapshot (0 = no cap)').default(1024 ** 3, '1GiB').argParser(sizeArg('--spool-max-size')))
     .option('--enable-wal', 'switch a rollback-journal database to WAL mode (a one-time header change)')
     .addOption(new Option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long to keep trying to upload').default(30_000, '30s').argParser(durationArg('--shutdown-timeout')))
     .addOption(new Option('--log-format <format>', 'log format (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
@@ -48,7 +51,8 @@ export function replicateCommand(): Command {
       '\nExamples:\n' +
         '  pitr replicate /data/app.db                          # replica in /data/app.db-replica\n' +
         '  pitr replicate /data/app.db /backups/app             # a directory replica\n' +
-        '  pitr replicate /data/app.db file:///mnt/nas/app --sync-interval 0\n',
+        '  pitr replicate /data/app.db file:///mnt/nas/app --sync-interval 0\n' +
+        "  pitr replicate /data/app.db /backups/app 's3://bucket/app?region=eu-west-1'\n",
     )
     .action(async (db: string, replicaArgs: string[], flags: ReplicateFlags) => {
       const dbPath = resolve(db);
@@ -83,6 +87,7 @@ export function replicateCommand(): Command {
           retentionMs: flags.retention,
           retentionCheckMs: flags.retentionCheckInterval,
           checkpointFrames: flags.checkpointFrames,
+          spoolMaxBytes: flags.spoolMaxSize,
           enableWal: flags.enableWal ?? false,
           shutdownTimeoutMs: flags.shutdownTimeout,
           log,

@@ -20,13 +20,13 @@ export function restoreCommand(): Command {
     .description(
       'Rebuild the database from REPLICA into OUT, as it was right after one committed transaction:\n' +
         '  (no target)   the latest replicated state\n' +
-        '  --to TIME     the last transaction whose commit time is at or before TIME (RFC 3339)\n' +
-        '  --txid N      right after transaction N (see `pitr list` for the txid ranges)\n' +
-        'Commit times are when pitr read the commit from the WAL: at most the capture latency after\n' +
-        'the true commit. OUT appears only complete and verified (PRAGMA integrity_check); an\n' +
-        'existing OUT is never replaced without --force.',
+        '  --to TIME     the last transaction committed at or before TIME (RFC 3339)\n' +
+        '  --txid N      right after transaction N (see `pitr list` for the txid ranges)\n\n' +
+        'Commit times are when pitr read the commit from the WAL: at most the capture latency after the true ' +
+        'commit. OUT appears only complete and verified (PRAGMA integrity_check); an existing OUT is never ' +
+        'replaced without --force.',
     )
-    .argument('<replica>', 'replica URL (a directory path or file:///abs/path)')
+    .argument('<replica>', 'replica URL: a directory path, file:///abs/path or s3://bucket/prefix')
     .requiredOption('-o, --output <path>', 'where to write the restored database')
     .addOption(new Option('--to <time>', 'restore to this time, e.g. 2026-11-22T10:15:00.250Z').argParser(timestampArg).conflicts('txid'))
     .addOption(new Option('--txid <n>', 'restore to right after this transaction').argParser(positiveIntArg))

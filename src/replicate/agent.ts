@@ -10,7 +10,7 @@ import { Shipper } from './shipper.js';
 import { loadPosition } from './position.js';
 import { planRetention } from './retention.js';
 import { writeSnapshotToSpool } from './snapshotter.js';
-import { buildCatalog } from '../catalog/catalog.js';
+import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import type { Logger } from '../log.js';
 import { formatDuration } from '../util/duration.js';
 
@@ -26,6 +26,8 @@ export interface AgentOptions {
   /** How often retention runs (it LISTs each replica). */
   retentionCheckMs?: number;
   checkpointFrames?: number;
+  /** Spool size above which entries only unreachable replicas need are dropped (0 = no cap). */
+  spoolMaxBytes?: number;
   /** TRUNCATE-checkpoint the WAL once its file is this large (0 = never). */
   truncateBytes?: number;
   /** Fallback stat of the WAL, in case a file-system event is missed. */
@@ -247,6 +249,9 @@ export class Agent {
       if (r.transactions > 0) {
         this.log.debug('captured', { transactions: r.transactions, bytes: r.bytes, txid: capture.state.lastTxid });
         this.notifyShippers();
+        // Not awaited: it may start a generation, which needs the lock this pass holds.
+        const cap = this.opts.spoolMaxBytes ?? 0;
+        if (cap > 0 && this.spool.totalBytes() > cap) void this.trimSpool();
       }
       if (r.checkpoint) this.log.debug('checkpoint', { ...r.checkpoint });
     } catch (err) {
@@ -291,18 +296,49 @@ export class Agent {
     if (this.trimming) return;
     this.trimming = true;
     try {
-      const done = [];
-      for (const gen of this.spool.generations()) {
-        for (const e of [...this.spool.segmentsOf(gen), ...this.spool.snapshotsOf(gen)]) {
-          if (this.shippers.every((s) => s.doneWith(e))) done.push(e);
-        }
-      }
-      await this.spool.remove(done);
+      await this.spool.remove(this.entriesEveryReplicaIsDoneWith());
+      await this.enforceSpoolCap();
     } catch (err) {
       this.log.warn('spool cleanup failed; will retry', { err });
     } finally {
       this.trimming = false;
     }
+  }
+
+  /**
+   * A replica down for long must not fill the disk. Past the cap, each failing replica gives up
+   * the spooled transactions it still needs; the entries only it needed are deleted. Capture and
+   * the healthy replicas are not affected. When the replica is back it rebases on a fresh
+   * snapshot: its history has a gap there, which restore refuses to guess across.
+   */
+  private async enforceSpoolCap(): Promise<void> {
+    const cap = this.opts.spoolMaxBytes ?? 0;
+    const capture = this.capture;
+    if (cap <= 0 || !capture || this.stopping || this.spool.totalBytes() <= cap) return;
+    // Only replicas that are failing: one merely a sync interval behind is not lagging.
+    const lagging = this.shippers.filter((s) => s.isFailing() && s.hasPending());
+    if (lagging.length === 0) return;
+    const before = this.spool.totalBytes();
+    for (const s of lagging) {
+      s.abandonThrough(capture.state.lastTxid, capture.state.generation);
+      this.log.warn('spool is over its cap while a replica is unreachable: dropping what only that replica still needs; when it is back it resumes from a new snapshot, with a gap in its history', {
+        replica: s.replica.url,
+        spoolBytes: before,
+        cap,
+        droppedThroughTxid: capture.state.lastTxid,
+      });
+    }
+    await this.spool.remove(this.entriesEveryReplicaIsDoneWith());
+  }
+
+  private entriesEveryReplicaIsDoneWith(): (SegmentEntry | SnapshotEntry)[] {
+    const done: (SegmentEntry | SnapshotEntry)[] = [];
+    for (const gen of this.spool.generations()) {
+      for (const e of [...this.spool.segmentsOf(gen), ...this.spool.snapshotsOf(gen)]) {
+        if (this.shippers.every((s) => s.doneWith(e))) done.push(e);
+      }
+    }
+    return done;
   }
 
   private async enforceRetention(): Promise<void> {

@@ -56,6 +56,8 @@ export class Shipper {
   private failingSince = 0;
   private readonly log: Logger;
   private initialized = false;
+  /** Spooled transactions up to this txid were given up for this replica (spool cap). */
+  private abandonedThrough = 0;
 
   constructor(
     replica: StorageClient,
@@ -130,6 +132,7 @@ export class Shipper {
   /** True when this replica no longer needs the spool entry. */
   doneWith(entry: SegmentEntry | SnapshotEntry): boolean {
     if (this.skipped.has(entry.generation)) return true;
+    if (('lastTxid' in entry ? entry.lastTxid : entry.txid) <= this.abandonedThrough) return true;
     const r = this.remote.get(entry.generation);
     if (!r || r.baseTxid === undefined) return false;
     if ('firstTxid' in entry) return r.chainEnd >= entry.lastTxid;
@@ -152,9 +155,25 @@ export class Shipper {
     return oldest === Infinity ? 0 : Math.max(0, now - oldest);
   }
 
+  /**
+   * The spool is dropping what this (unreachable) replica still needs: stop claiming spooled
+   * transactions up to `txid` and every generation but `current`. When the replica is back, its
+   * chain ends before what the spool holds, so it rebases on a fresh snapshot (see shipOnce):
+   * its history has a gap, which restore refuses to guess across.
+   */
+  abandonThrough(txid: number, current: string): void {
+    this.abandonedThrough = Math.max(this.abandonedThrough, txid);
+    for (const gen of this.spool.generations()) if (gen !== current) this.skipped.add(gen);
+  }
+
   /** Forget a generation's remote state after retention deleted objects of it. */
   noteDeleted(keys: readonly SnapshotEntry[]): void {
     for (const s of keys) this.remote.get(s.generation)?.snapshots.delete(s.txid);
+  }
+
+  /** True while uploads to this replica fail (between the first failure and the next success). */
+  isFailing(): boolean {
+    return this.failures > 0;
   }
 
   hasPending(): boolean {
@@ -248,9 +267,9 @@ export class Shipper {
           return true;
         }
         if (gen === this.opts.currentGeneration()) {
-          this.log.warn('replica is missing transactions the spool no longer has; requesting a new snapshot', { generation: gen, chainEnd: r.chainEnd });
+          // Resumes when the snapshot lands in the spool (the agent notifies us).
+          this.log.warn('replica is missing transactions the spool no longer has; it resumes from a new snapshot', { generation: gen, chainEnd: r.chainEnd });
           this.opts.requestSnapshot();
-          r.baseTxid = undefined;
           return false;
         }
         this.skipGeneration(gen, 'its older transactions are no longer in the spool');

@@ -54,3 +54,16 @@ export function parseTimestamp(input: string): number {
   // Date.parse keeps milliseconds only; finer fractions cannot matter since commit times are ms.
   return ms;
 }
+
+const SIZE_UNITS: Record<string, number> = { b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3, t: 1e12, tb: 1e12, tib: 1024 ** 4 };
+
+/** Parse "0", "512MiB", "1GiB", "500MB", "64k" into bytes (binary units when the i is there). */
+export function parseSize(input: string, what = 'size'): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(input.trim());
+  const unit = m ? (m[2] ?? '').toLowerCase() : '';
+  const factor = unit === '' ? (Number(m?.[1]) === 0 ? 1 : undefined) : SIZE_UNITS[unit];
+  if (!m || factor === undefined) {
+    throw new PitrError('USAGE', `invalid ${what} "${input}"`, 'use a number with a unit: 64MiB, 1GiB, 500MB (or 0)');
+  }
+  return Math.round(Number(m[1]) * factor);
+}

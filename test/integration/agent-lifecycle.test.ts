@@ -4,7 +4,7 @@
  * The test process plays the app (its own better-sqlite3 connection); the agent is a child process.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type Database from 'better-sqlite3';
@@ -200,3 +200,54 @@ describe('agent lifecycle', () => {
     }
   });
 });
+
+describe('spool cap', () => {
+  it('drops what only an unreachable replica needs; the replica resumes from a fresh snapshot', async () => {
+    const dir = await tempDir();
+    const dbPath = join(dir, 'app.db');
+    const good = join(dir, 'good');
+    const flaky = join(dir, 'flaky');
+    writeFileSync(flaky, 'not a directory yet'); // unreachable until replaced by a directory
+    const db = openAppDatabase(dbPath);
+    const agent = startAgent([dbPath, good, flaky, '--sync-interval', '0', '--spool-max-size', '64KiB', '--state-dir', join(dir, 'state')]);
+    try {
+      await waitUntil('the first generation', async () => (await list(good).catch(() => undefined))?.generations.length === 1);
+      // ~2 KiB per commit: well past the cap while the flaky replica is down.
+      for (let i = 0; i < 10; i++) {
+        commit(db, 10);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await waitCaughtUp(good, db, dir);
+      await waitUntil('the agent to report the spool cap', () => agent.output().stderr.includes('spool is over its cap'));
+      const spoolBytes = dirBytes(join(dir, 'state', 'spool'));
+      assert.ok(spoolBytes < 256 * 1024, `spool stays near its cap (${spoolBytes} bytes)`);
+      // Capture and the healthy replica are unaffected: one generation, one unbroken window.
+      const g = await list(good);
+      assert.equal(g.generations.length, 1);
+
+      // The replica comes back: it resumes from the newest generation and catches up.
+      rmSync(flaky);
+      mkdirSync(flaky);
+      commit(db, 3);
+      await waitCaughtUp(flaky, db, dir);
+      await waitCaughtUp(good, db, dir);
+      // The returning replica starts from a fresh snapshot: its window begins after the gap.
+      const f = await list(flaky);
+      const fg = f.generations[0];
+      assert.ok(fg && fg.id === g.generations[0]?.id && fg.firstTxid > (g.generations[0]?.firstTxid ?? 0));
+      const stopped = await agent.stop('SIGTERM');
+      assert.equal(stopped.code, 0, stopped.stderr);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+function dirBytes(path: string): number {
+  let total = 0;
+  for (const e of readdirSync(path, { withFileTypes: true })) {
+    const p = join(path, e.name);
+    total += e.isDirectory() ? dirBytes(p) : statSync(p).size;
+  }
+  return total;
+}

@@ -91,10 +91,14 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 const STDERR_KEEP = 1024 * 1024;
 
 /** Runs `node script ...args`, killing it with SIGKILL after timeoutMs. */
-export function spawnNode(script: string, args: readonly string[], opts: { timeoutMs: number; cwd?: string }): SpawnedNode {
+export function spawnNode(
+  script: string,
+  args: readonly string[],
+  opts: { timeoutMs: number; cwd?: string; env?: Record<string, string> },
+): SpawnedNode {
   const child = spawn(process.execPath, [script, ...args], {
     cwd: opts.cwd,
-    env: childEnv(),
+    env: childEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   liveChildren.add(child);
@@ -126,9 +130,13 @@ export function spawnNode(script: string, args: readonly string[], opts: { timeo
   return { child, result, output: () => ({ stdout, stderr }) };
 }
 
-/** `pitr ...args`, with a bounded run time. */
-export function runCli(args: readonly string[], opts: { timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
-  return spawnNode(CLI_PATH, args, { timeoutMs: opts.timeoutMs ?? 120_000, ...(opts.cwd ? { cwd: opts.cwd } : {}) }).result;
+/** `pitr ...args`, with a bounded run time; `env` is added to the child's environment. */
+export function runCli(args: readonly string[], opts: { timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
+  return spawnNode(CLI_PATH, args, {
+    timeoutMs: opts.timeoutMs ?? 120_000,
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
+  }).result;
 }
 
 /** One line per fact, for assertion messages. */
@@ -143,7 +151,7 @@ export function describeRun(r: RunResult): string {
 }
 
 /** Runs a command that must succeed and print one JSON document on stdout. */
-export async function runCliJson<T>(args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<T> {
+export async function runCliJson<T>(args: readonly string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<T> {
   const r = await runCli(args, opts);
   if (r.code !== 0) throw new Error(`command failed\n${describeRun(r)}`);
   try {
@@ -191,9 +199,9 @@ export interface Agent {
 }
 
 /** `pitr replicate ...args` in the background; a safety limit kills it after 15 minutes. */
-export function startAgent(args: readonly string[]): Agent {
+export function startAgent(args: readonly string[], opts: { env?: Record<string, string> } = {}): Agent {
   const fullArgs = ['replicate', ...args];
-  const spawned = spawnNode(CLI_PATH, fullArgs, { timeoutMs: 15 * 60_000 });
+  const spawned = spawnNode(CLI_PATH, fullArgs, { timeoutMs: 15 * 60_000, ...(opts.env ? { env: opts.env } : {}) });
   let exited = false;
   void spawned.result.then(() => (exited = true));
   return {

@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { Agent } from '../replicate/agent.js';
 import { openStorage } from '../storage/open-storage.js';
 import { createLogger, type LogLevel } from '../log.js';
+import { readFileSync } from 'node:fs';
 import { durationArg, positiveIntArg, reportError, sizeArg } from './cli-util.js';
 
 interface ReplicateFlags {
@@ -14,6 +15,9 @@ interface ReplicateFlags {
   stateDir?: string;
   checkpointFrames: number;
   spoolMaxSize: number;
+  listen?: string;
+  maxLag?: number;
+  heartbeatInterval: number;
   enableWal?: boolean;
   shutdownTimeout: number;
   logFormat?: 'json' | 'pretty';
@@ -42,6 +46,9 @@ export function replicateCommand(): Command {
     .option('--state-dir <dir>', 'where the spool and position are kept (default: DB-pitr next to DB)')
     .addOption(new Option('--checkpoint-frames <n>', 'PASSIVE-checkpoint the WAL once it holds this many frames, all spooled').default(1000).argParser(positiveIntArg))
     .addOption(new Option('--spool-max-size <size>', 'when an unreachable replica makes the spool grow past this, drop what only it needs; it resumes from a fresh snapshot (0 = no cap)').default(1024 ** 3, '1GiB').argParser(sizeArg('--spool-max-size')))
+    .option('--listen <addr>', 'serve Prometheus /metrics and /healthz on HOST:PORT (a bare PORT binds 127.0.0.1)')
+    .addOption(new Option('--max-lag <duration>', 'RPO objective: /healthz answers 503 while a replica lags more than this, and the log says when it crosses').argParser(durationArg('--max-lag')))
+    .addOption(new Option('--heartbeat-interval <duration>', 'write a heartbeat to each idle, caught-up replica this often, so `pitr status` can judge freshness from the replica alone (0 = never)').default(60_000, '1m').argParser(durationArg('--heartbeat-interval')))
     .option('--enable-wal', 'switch a rollback-journal database to WAL mode (a one-time header change)')
     .addOption(new Option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long to keep trying to upload').default(30_000, '30s').argParser(durationArg('--shutdown-timeout')))
     .addOption(new Option('--log-format <format>', 'log format (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
@@ -88,6 +95,10 @@ export function replicateCommand(): Command {
           retentionCheckMs: flags.retentionCheckInterval,
           checkpointFrames: flags.checkpointFrames,
           spoolMaxBytes: flags.spoolMaxSize,
+          ...(flags.listen ? { listen: flags.listen } : {}),
+          ...(flags.maxLag !== undefined ? { maxLagMs: flags.maxLag } : {}),
+          heartbeatIntervalMs: flags.heartbeatInterval,
+          version: pitrVersion(),
           enableWal: flags.enableWal ?? false,
           shutdownTimeoutMs: flags.shutdownTimeout,
           log,
@@ -99,4 +110,12 @@ export function replicateCommand(): Command {
         process.exitCode = reportError(err);
       }
     });
+}
+
+function pitrVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
 }

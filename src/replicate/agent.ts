@@ -12,6 +12,12 @@ import { planRetention } from './retention.js';
 import { writeSnapshotToSpool } from './snapshotter.js';
 import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import type { Logger } from '../log.js';
+import { hostname } from 'node:os';
+import type { Server } from 'node:http';
+import { AgentMetrics } from '../monitor/metrics.js';
+import { healthReport, type HealthReport } from '../monitor/health.js';
+import { startMonitorServer } from '../monitor/http-server.js';
+import { HEARTBEAT_KEY, encodeHeartbeat } from '../monitor/heartbeat.js';
 import { formatDuration } from '../util/duration.js';
 
 export interface AgentOptions {
@@ -34,6 +40,14 @@ export interface AgentOptions {
   pollIntervalMs?: number;
   enableWal?: boolean;
   shutdownTimeoutMs?: number;
+  /** Serve /metrics and /healthz here (e.g. 127.0.0.1:9090). */
+  listen?: string;
+  /** RPO objective: /healthz answers 503 while a replica lags more than this. */
+  maxLagMs?: number;
+  /** Heartbeat to each idle, caught-up replica this often (0 = never). */
+  heartbeatIntervalMs?: number;
+  /** pitr's version, for the heartbeat. */
+  version?: string;
   log: Logger;
 }
 
@@ -61,8 +75,14 @@ export class Agent {
   private watcher: FSWatcher | undefined;
   private timers: NodeJS.Timeout[] = [];
   private lastWalStat = '';
+  private walBytes = 0;
   private stopping = false;
   private reopenPending = false;
+  private metrics: AgentMetrics | undefined;
+  private server: Server | undefined;
+  /** When a WAL change was first seen that no finished pass has covered yet (0 = none). */
+  private changeSeenAt = 0;
+  private readonly lagging = new Set<string>();
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ db: opts.dbPath });
@@ -84,8 +104,33 @@ export class Agent {
           currentGeneration: () => this.capture?.state.generation ?? '',
           requestSnapshot: () => this.requestSnapshot('a replica has no snapshot of the current generation'),
           onShipped: () => void this.trimSpool(),
+          events: {
+            uploaded: (kind, bytes) => this.metrics?.uploaded(replica.url, kind, bytes),
+            failed: () => this.metrics?.uploadFailed(replica.url),
+          },
         }),
     );
+    this.metrics = new AgentMetrics({
+      db: this.opts.dbPath,
+      generation: () => this.capture?.state.generation ?? '',
+      capturedTxid: () => this.capture?.state.lastTxid ?? 0,
+      capturedCommitTime: () => this.capture?.state.lastTime ?? 0,
+      walBytes: () => this.walBytes,
+      spoolBytes: () => this.spool.totalBytes(),
+      lastSnapshotAt: () => this.lastSnapshotAt,
+      replicas: () => this.health().replicas,
+    });
+    if (this.opts.listen) {
+      const started = await startMonitorServer(this.opts.listen, {
+        metrics: () => this.metrics?.render() ?? Promise.resolve({ contentType: 'text/plain', body: '' }),
+        health: () => {
+          const h = this.health();
+          return { ok: h.status === 'ok', body: h };
+        },
+      });
+      this.server = started.server;
+      this.log.info('serving metrics and health', { metrics: `${started.url}/metrics`, health: `${started.url}/healthz` });
+    }
     let knownMax = this.spool.maxTxid();
     for (const s of this.shippers) {
       try {
@@ -189,6 +234,13 @@ export class Agent {
         }, Math.min(snapEvery, 60_000)),
       );
     }
+    const heartbeatEvery = this.opts.heartbeatIntervalMs ?? 60_000;
+    if (heartbeatEvery > 0) {
+      this.timers.push(setInterval(() => void this.heartbeats(heartbeatEvery), Math.max(1000, Math.min(heartbeatEvery / 4, 15_000))));
+    }
+    if (this.opts.maxLagMs !== undefined) {
+      this.timers.push(setInterval(() => this.health(), 1000));
+    }
     const retentionEvery = this.opts.retentionCheckMs ?? 3_600_000;
     if (this.opts.retentionMs > 0) {
       this.timers.push(setInterval(() => void this.enforceRetention(), retentionEvery));
@@ -202,6 +254,7 @@ export class Agent {
     try {
       const st = await stat(walPath);
       sig = `${st.ino}:${st.size}:${st.mtimeMs}`;
+      this.walBytes = st.size;
     } catch {
       // missing WAL is a state like any other
     }
@@ -214,12 +267,16 @@ export class Agent {
   /** Run a capture pass soon; passes never overlap, and a burst of events makes one more pass. */
   private schedulePass(): void {
     if (this.stopping) return;
+    if (this.changeSeenAt === 0) this.changeSeenAt = Date.now();
     if (this.passRunning) {
       this.passQueued = true;
       return;
     }
     this.passRunning = true;
+    const seen = this.changeSeenAt;
     void this.withLock(() => this.runPass()).finally(() => {
+      // Changes noticed after this pass started are still pending for the next one.
+      if (this.changeSeenAt === seen) this.changeSeenAt = 0;
       this.passRunning = false;
       if (this.passQueued) {
         this.passQueued = false;
@@ -246,7 +303,9 @@ export class Agent {
         this.reopenPending = false;
         return;
       }
+      if (r.checkpoint) this.metrics?.checkpointed(r.checkpoint.mode, r.checkpoint.busy, r.checkpoint.durationMs / 1000);
       if (r.transactions > 0) {
+        this.metrics?.capturedTransactions(r.transactions);
         this.log.debug('captured', { transactions: r.transactions, bytes: r.bytes, txid: capture.state.lastTxid });
         this.notifyShippers();
         // Not awaited: it may start a generation, which needs the lock this pass holds.
@@ -286,6 +345,7 @@ export class Agent {
     const started = Date.now();
     const entry = await writeSnapshotToSpool({ dbPath: this.opts.dbPath, view, pin, spool: this.spool });
     this.lastSnapshotAt = Date.now();
+    this.metrics?.snapshotTaken();
     this.log.info('snapshot spooled', { key: entry.key, bytes: entry.size, pages: view.dbSizePages, took: formatDuration(Date.now() - started) });
     this.notifyShippers();
   }
@@ -358,10 +418,74 @@ export class Agent {
     }
   }
 
+  /** Lag of every replica: what the spool still holds for it, or a change capture has not read yet. */
+  health(): HealthReport {
+    const report = this.computeHealth();
+    this.noteCrossings(report);
+    return report;
+  }
+
+  private computeHealth(): HealthReport {
+    const now = Date.now();
+    const captureLag = this.changeSeenAt > 0 ? now - this.changeSeenAt : 0;
+    const gen = this.capture?.state.generation ?? '';
+    return healthReport(
+      this.opts.dbPath,
+      this.opts.maxLagMs,
+      this.shippers.map((s) => {
+        const d = s.durable(gen);
+        return { url: s.replica.url, lagSeconds: Math.max(s.lagMs(now), captureLag) / 1000, lastTxid: d.txid, lastCommitTime: d.commitTime };
+      }),
+    );
+  }
+
+  /**
+   * Log when a replica crosses --max-lag, either way, once per crossing. Runs on a 1 s timer and
+   * on every health evaluation, so a scrape never sees a 503 the log does not mention.
+   */
+  private noteCrossings(report: HealthReport): void {
+    const max = this.opts.maxLagMs;
+    if (max === undefined) return;
+    for (const r of report.replicas) {
+      const was = this.lagging.has(r.url);
+      if (!r.healthy && !was) {
+        this.lagging.add(r.url);
+        this.log.warn('replica is behind the RPO objective (--max-lag)', { replica: r.url, lagSeconds: r.lagSeconds, maxLagSeconds: max / 1000 });
+      } else if (r.healthy && was) {
+        this.lagging.delete(r.url);
+        this.log.info('replica is back within the RPO objective (--max-lag)', { replica: r.url, lagSeconds: r.lagSeconds, maxLagSeconds: max / 1000 });
+      }
+    }
+  }
+
+  private async heartbeats(intervalMs: number): Promise<void> {
+    const capture = this.capture;
+    if (!capture || this.stopping || this.changeSeenAt > 0) return;
+    const gen = capture.state.generation;
+    for (const s of this.shippers) {
+      const d = s.durable(gen);
+      if (d.txid === 0) continue;
+      await s.heartbeat(
+        HEARTBEAT_KEY,
+        () =>
+          encodeHeartbeat({
+            version: 1,
+            time: Date.now(),
+            generation: gen,
+            txid: d.txid,
+            commitTime: d.commitTime,
+            agent: { host: hostname(), pid: process.pid, version: this.opts.version ?? 'unknown' },
+          }),
+        intervalMs,
+      );
+    }
+  }
+
   private async shutdown(): Promise<AgentResult> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     await this.watcher?.close();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     // Capture what the app committed up to now, then ship it all.
     await this.withLock(() => this.runPass());
     if (this.snapshotRunning) await this.snapshotRunning;

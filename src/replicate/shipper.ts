@@ -10,8 +10,9 @@ import { formatDuration } from '../util/duration.js';
 interface RemoteGeneration {
   /** Txid of the snapshot the replica's chain starts from; undefined = no base yet. */
   baseTxid: number | undefined;
-  /** End of the unbroken chain in the replica. */
+  /** End of the unbroken chain in the replica, and its commit time. */
   chainEnd: number;
+  chainEndTime: number;
   snapshots: Set<number>;
 }
 
@@ -28,6 +29,11 @@ export interface ShipperOptions {
   requestSnapshot: () => void;
   /** Called after each successful upload (the agent trims the spool). */
   onShipped: () => void;
+  /** Upload accounting, for metrics. */
+  events?: {
+    uploaded(kind: 'segment' | 'snapshot' | 'heartbeat', bytes: number): void;
+    failed(): void;
+  };
 }
 
 export interface ShipperStats {
@@ -52,6 +58,7 @@ export class Shipper {
   private dirty = false;
   private stopped = false;
   private lastUploadAt = 0;
+  private lastHeartbeatAt = 0;
   private failures = 0;
   private failingSince = 0;
   private readonly log: Logger;
@@ -77,6 +84,7 @@ export class Shipper {
       this.remote.set(g.id, {
         baseTxid: last?.firstTxid,
         chainEnd: last?.lastTxid ?? 0,
+        chainEndTime: last?.lastTime ?? 0,
         snapshots: new Set(g.snapshots.map((s) => s.txid)),
       });
     }
@@ -139,6 +147,12 @@ export class Shipper {
     return r.snapshots.has(entry.txid) || entry.txid < r.baseTxid;
   }
 
+  /** The newest transaction durable in this replica for `generation` (txid 0 when none). */
+  durable(generation: string): { txid: number; commitTime: number } {
+    const r = this.remote.get(generation);
+    return r && r.baseTxid !== undefined ? { txid: r.chainEnd, commitTime: r.chainEndTime } : { txid: 0, commitTime: 0 };
+  }
+
   /** Age in ms of the oldest spooled commit not yet in this replica (0 when caught up). */
   lagMs(now = Date.now()): number {
     let oldest = Infinity;
@@ -169,6 +183,28 @@ export class Shipper {
   /** Forget a generation's remote state after retention deleted objects of it. */
   noteDeleted(keys: readonly SnapshotEntry[]): void {
     for (const s of keys) this.remote.get(s.generation)?.snapshots.delete(s.txid);
+  }
+
+  /**
+   * Write the heartbeat object when this replica is caught up and nothing was uploaded to it for
+   * `intervalMs`, so `pitr status` can tell "idle and current" from "agent gone" using the replica
+   * alone. Returns true when one was written. Failures count as upload failures.
+   */
+  async heartbeat(key: string, body: () => Uint8Array, intervalMs: number): Promise<boolean> {
+    if (this.stopped || !this.initialized || this.failures > 0 || this.running || this.hasPending()) return false;
+    const now = Date.now();
+    if (now - Math.max(this.lastUploadAt, this.lastHeartbeatAt) < intervalMs) return false;
+    this.lastHeartbeatAt = now;
+    const bytes = body();
+    try {
+      await this.replica.put(key, bytes);
+      this.opts.events?.uploaded('heartbeat', bytes.length);
+      return true;
+    } catch (err) {
+      this.opts.events?.failed();
+      this.log.debug('heartbeat upload failed', { err });
+      return false;
+    }
   }
 
   /** True while uploads to this replica fail (between the first failure and the next success). */
@@ -214,6 +250,7 @@ export class Shipper {
       }
     } catch (err) {
       this.stats.uploadErrors++;
+      this.opts.events?.failed();
       if (this.failures === 0) {
         this.failingSince = Date.now();
         // Once per outage, not once per retry: the retries are logged at debug level.
@@ -251,7 +288,7 @@ export class Shipper {
           continue;
         }
         await this.uploadSnapshot(base);
-        r = { baseTxid: base.txid, chainEnd: base.txid, snapshots: new Set([base.txid]) };
+        r = { baseTxid: base.txid, chainEnd: base.txid, chainEndTime: base.commitTime, snapshots: new Set([base.txid]) };
         this.remote.set(gen, r);
         return true;
       }
@@ -264,6 +301,7 @@ export class Shipper {
           r.snapshots.add(rebase.txid);
           r.baseTxid = rebase.txid;
           r.chainEnd = rebase.txid;
+          r.chainEndTime = rebase.commitTime;
           return true;
         }
         if (gen === this.opts.currentGeneration()) {
@@ -300,6 +338,11 @@ export class Shipper {
     await this.replica.put(s.key, body, { size: s.size });
     this.stats.bytesShipped += s.size;
     this.stats.objectsShipped++;
+    if (s.txid > this.stats.lastShippedTxid) {
+      this.stats.lastShippedTxid = s.txid;
+      this.stats.lastShippedTime = s.commitTime;
+    }
+    this.opts.events?.uploaded('snapshot', s.size);
     this.log.info('snapshot uploaded', { key: s.key, bytes: s.size });
     this.opts.onShipped();
   }
@@ -328,10 +371,12 @@ export class Shipper {
     await this.replica.put(segmentKey(gen, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime), bytes);
     const r = this.remote.get(gen) as RemoteGeneration;
     r.chainEnd = last.lastTxid;
+    r.chainEndTime = last.lastTime;
     this.stats.bytesShipped += bytes.length;
     this.stats.objectsShipped++;
     this.stats.lastShippedTxid = last.lastTxid;
     this.stats.lastShippedTime = last.lastTime;
+    this.opts.events?.uploaded('segment', bytes.length);
     this.opts.onShipped();
   }
 }

@@ -1,0 +1,124 @@
+import { PitrError, isPitrError } from '../errors.js';
+import { isGenerationId } from '../segment/object-names.js';
+import type { StorageClient } from '../storage/storage-client.js';
+
+/**
+ * The heartbeat: a small JSON object at the replica root, rewritten by the agent while that
+ * replica is caught up and idle. Segments only appear when the app commits, so on a quiet database
+ * the newest commit time says nothing about whether replication still works; the heartbeat lets
+ * `pitr status` judge freshness from the replica alone, wherever the agent runs.
+ *
+ * It is the one mutable object in a replica. Both backends replace a key atomically (rename;
+ * S3 PUT), so a reader sees the old or the new heartbeat, never a mix.
+ */
+export const HEARTBEAT_KEY = 'heartbeat.json';
+
+export interface Heartbeat {
+  version: 1;
+  /** When the agent wrote it (ms since epoch, the agent's clock). */
+  time: number;
+  generation: string;
+  /** The last txid durable in this replica when it was written. */
+  txid: number;
+  /** Commit time of that txid (ms). */
+  commitTime: number;
+  agent: { host: string; pid: number; version: string };
+}
+
+// Generous: a hand-edited or foreign file must not make status allocate or print much.
+const MAX_HEARTBEAT_BYTES = 64 * 1024;
+
+/** JSON with a trailing newline, so `cat heartbeat.json` reads well. Throws RangeError on bad input. */
+export function encodeHeartbeat(h: Heartbeat): Uint8Array {
+  const problem = heartbeatProblem(h);
+  if (problem !== undefined) throw new RangeError(`encodeHeartbeat: ${problem}`);
+  const out = {
+    version: 1,
+    time: h.time,
+    generation: h.generation,
+    txid: h.txid,
+    commitTime: h.commitTime,
+    agent: { host: h.agent.host, pid: h.agent.pid, version: h.agent.version },
+  };
+  return new TextEncoder().encode(JSON.stringify(out) + '\n');
+}
+
+/** Parse and validate; PitrError OBJECT_CORRUPT (naming `name`) for anything that is not a heartbeat. */
+export function decodeHeartbeat(bytes: Uint8Array, name: string = HEARTBEAT_KEY): Heartbeat {
+  const fail = (detail: string, cause?: unknown): never => {
+    throw new PitrError(
+      'OBJECT_CORRUPT',
+      `heartbeat ${name} is corrupt: ${detail}`,
+      'the agent rewrites it about once a minute while the replica is idle; if it stays bad, delete it (status then judges age from the latest commit)',
+      cause === undefined ? undefined : { cause },
+    );
+  };
+  if (bytes.length > MAX_HEARTBEAT_BYTES) fail(`${bytes.length} bytes, more than a heartbeat can be`);
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (err) {
+    return fail('not valid UTF-8 JSON', err);
+  }
+  if (typeof value === 'object' && value !== null && (value as { version?: unknown }).version !== 1 && typeof (value as { version?: unknown }).version === 'number') {
+    fail(`format version ${String((value as { version: unknown }).version)} is not supported (this pitr reads version 1); upgrade pitr`);
+  }
+  const problem = heartbeatProblem(value);
+  if (problem !== undefined) fail(problem);
+  const h = value as Heartbeat;
+  return {
+    version: 1,
+    time: h.time,
+    generation: h.generation,
+    txid: h.txid,
+    commitTime: h.commitTime,
+    agent: { host: h.agent.host, pid: h.agent.pid, version: h.agent.version },
+  };
+}
+
+/** The heartbeat of a replica, or null when there is none. Storage errors and corruption throw. */
+export async function readHeartbeat(storage: StorageClient, signal?: AbortSignal): Promise<Heartbeat | null> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await storage.get(HEARTBEAT_KEY, signal ? { signal } : {});
+  } catch (err) {
+    if (isPitrError(err, 'OBJECT_NOT_FOUND')) return null;
+    throw err;
+  }
+  return decodeHeartbeat(bytes, HEARTBEAT_KEY);
+}
+
+/** Replace the replica's heartbeat (for the agent). */
+export async function writeHeartbeat(storage: StorageClient, h: Heartbeat, signal?: AbortSignal): Promise<void> {
+  await storage.put(HEARTBEAT_KEY, encodeHeartbeat(h), signal ? { signal } : {});
+}
+
+function heartbeatProblem(v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not a JSON object';
+  const o = v as Record<string, unknown>;
+  if (o['version'] !== 1) return `version must be 1, got ${show(o['version'])}`;
+  for (const k of ['time', 'commitTime'] as const) {
+    if (!isSafeNonNegative(o[k])) return `${k} must be a non-negative integer (ms), got ${show(o[k])}`;
+  }
+  if (!isSafeNonNegative(o['txid'])) return `txid must be a non-negative integer, got ${show(o['txid'])}`;
+  if (typeof o['generation'] !== 'string' || !isGenerationId(o['generation'])) {
+    return `generation must be 16 lowercase hex characters, got ${show(o['generation'])}`;
+  }
+  const a = o['agent'];
+  if (typeof a !== 'object' || a === null || Array.isArray(a)) return 'agent must be an object';
+  const agent = a as Record<string, unknown>;
+  if (typeof agent['host'] !== 'string') return `agent.host must be a string, got ${show(agent['host'])}`;
+  if (!isSafeNonNegative(agent['pid'])) return `agent.pid must be a non-negative integer, got ${show(agent['pid'])}`;
+  if (typeof agent['version'] !== 'string') return `agent.version must be a string, got ${show(agent['version'])}`;
+  return undefined;
+}
+
+function isSafeNonNegative(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? `${s.slice(0, 40)}...` : s;
+}

@@ -21,7 +21,8 @@ export type ErrorCode =
   | 'INTEGRITY_CHECK_FAILED'
   | 'STORAGE_IO'
   | 'SPOOL_CORRUPT'
-  | 'ABORTED';
+  | 'ABORTED'
+  | 'VERIFY_MISMATCH';
 
 export class PitrError extends Error {
   readonly code: ErrorCode;

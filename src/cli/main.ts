@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { replicateCommand } from './replicate-command.js';
 import { restoreCommand } from './restore-command.js';
 import { listCommand } from './list-command.js';
+import { statusCommand } from './status-command.js';
+import { verifyCommand } from './verify-command.js';
 import { reportError } from './cli-util.js';
 
 // `pitr list ... | head` closes the pipe early: that is not an error worth a stack trace.
@@ -25,7 +27,13 @@ const program = new Command('pitr')
   })
   .exitOverride();
 
-for (const cmd of [replicateCommand(), restoreCommand(), listCommand()]) {
+for (const cmd of [
+  replicateCommand(),
+  restoreCommand(),
+  listCommand(),
+  statusCommand(),
+  verifyCommand(),
+]) {
   program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`pitr: ${str.trim()} [USAGE]\n`) }).showHelpAfterError('  hint: run with --help for usage'));
 }
 

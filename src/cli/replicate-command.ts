@@ -18,6 +18,7 @@ interface ReplicateFlags {
   listen?: string;
   maxLag?: number;
   heartbeatInterval: number;
+  verifyInterval: number;
   enableWal?: boolean;
   shutdownTimeout: number;
   logFormat?: 'json' | 'pretty';
@@ -49,6 +50,7 @@ export function replicateCommand(): Command {
     .option('--listen <addr>', 'serve Prometheus /metrics and /healthz on HOST:PORT (a bare PORT binds 127.0.0.1)')
     .addOption(new Option('--max-lag <duration>', 'RPO objective: /healthz answers 503 while a replica lags more than this, and the log says when it crosses').argParser(durationArg('--max-lag')))
     .addOption(new Option('--heartbeat-interval <duration>', 'write a heartbeat to each idle, caught-up replica this often, so `pitr status` can judge freshness from the replica alone (0 = never)').default(60_000, '1m').argParser(durationArg('--heartbeat-interval')))
+    .addOption(new Option('--verify-interval <duration>', 'run `pitr verify` (every checksum, a restore, integrity_check, live comparison) against each replica this often; downloads the whole replica (0 = never)').default(0, '0').argParser(durationArg('--verify-interval')))
     .option('--enable-wal', 'switch a rollback-journal database to WAL mode (a one-time header change)')
     .addOption(new Option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long to keep trying to upload').default(30_000, '30s').argParser(durationArg('--shutdown-timeout')))
     .addOption(new Option('--log-format <format>', 'log format (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
@@ -98,6 +100,7 @@ export function replicateCommand(): Command {
           ...(flags.listen ? { listen: flags.listen } : {}),
           ...(flags.maxLag !== undefined ? { maxLagMs: flags.maxLag } : {}),
           heartbeatIntervalMs: flags.heartbeatInterval,
+          verifyIntervalMs: flags.verifyInterval,
           version: pitrVersion(),
           enableWal: flags.enableWal ?? false,
           shutdownTimeoutMs: flags.shutdownTimeout,

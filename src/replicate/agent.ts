@@ -18,6 +18,7 @@ import { AgentMetrics } from '../monitor/metrics.js';
 import { healthReport, type HealthReport } from '../monitor/health.js';
 import { startMonitorServer } from '../monitor/http-server.js';
 import { HEARTBEAT_KEY, encodeHeartbeat } from '../monitor/heartbeat.js';
+import { verifyReplica } from '../monitor/verify.js';
 import { formatDuration } from '../util/duration.js';
 
 export interface AgentOptions {
@@ -46,6 +47,8 @@ export interface AgentOptions {
   maxLagMs?: number;
   /** Heartbeat to each idle, caught-up replica this often (0 = never). */
   heartbeatIntervalMs?: number;
+  /** Run `pitr verify` against each replica this often (0 = never), exported as metrics. */
+  verifyIntervalMs?: number;
   /** pitr's version, for the heartbeat. */
   version?: string;
   log: Logger;
@@ -241,6 +244,8 @@ export class Agent {
     if (this.opts.maxLagMs !== undefined) {
       this.timers.push(setInterval(() => this.health(), 1000));
     }
+    const verifyEvery = this.opts.verifyIntervalMs ?? 0;
+    if (verifyEvery > 0) this.timers.push(setInterval(() => void this.verifyAll(), verifyEvery));
     const retentionEvery = this.opts.retentionCheckMs ?? 3_600_000;
     if (this.opts.retentionMs > 0) {
       this.timers.push(setInterval(() => void this.enforceRetention(), retentionEvery));
@@ -455,6 +460,29 @@ export class Agent {
         this.lagging.delete(r.url);
         this.log.info('replica is back within the RPO objective (--max-lag)', { replica: r.url, lagSeconds: r.lagSeconds, maxLagSeconds: max / 1000 });
       }
+    }
+  }
+
+  private verifying = false;
+  /** Scheduled verification: every object's checksum, a restore, integrity_check, live comparison. */
+  private async verifyAll(): Promise<void> {
+    if (this.verifying || this.stopping) return;
+    this.verifying = true;
+    try {
+      for (const s of this.shippers) {
+        const started = Date.now();
+        try {
+          const r = await verifyReplica({ storage: s.replica, dbPath: this.opts.dbPath, stateDir: this.opts.stateDir });
+          this.metrics?.verified(s.replica.url, r.ok, (Date.now() - started) / 1000);
+          if (r.ok) this.log.info('verification passed', { replica: s.replica.url, txid: r.txid, objects: r.objectsChecked, content: r.content });
+          else this.log.error('verification FAILED', { replica: s.replica.url, problems: r.problems.map((p) => `${p.check}${p.object ? ` ${p.object}` : ''}: ${p.message}`) });
+        } catch (err) {
+          this.metrics?.verified(s.replica.url, false, (Date.now() - started) / 1000);
+          this.log.error('verification could not run', { replica: s.replica.url, err });
+        }
+      }
+    } finally {
+      this.verifying = false;
     }
   }
 

@@ -3,7 +3,7 @@
  * child process) goes down and comes back, the --max-lag crossing logs, and heartbeats.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type Database from 'better-sqlite3';
@@ -117,5 +117,29 @@ describe('monitoring', () => {
     if (process.env['PITR_IT_DEBUG']) process.stderr.write(stopped.stderr);
     assert.equal(lines.filter((l) => l.includes('behind the RPO objective')).length, 1, 'the crossing is logged once');
     assert.equal(lines.filter((l) => l.includes('back within the RPO objective')).length, 1, 'the recovery is logged once');
+  });
+
+  it('--verify-interval verifies on a schedule and exports the result; a flipped byte turns it to 0', async () => {
+    const tmp = await makeTempDir('pitr-monitor-verify-');
+    cleanups.push(() => removeTempDir(tmp));
+    const dbPath = join(tmp, 'app.db');
+    const db = openAppDatabase(dbPath);
+    cleanups.push(async () => db.close());
+    const replica = join(tmp, 'replica');
+    const agent = startAgent([dbPath, replica, '--sync-interval', '0', '--listen', '127.0.0.1:0', '--verify-interval', '1s', '--state-dir', join(tmp, 'state')]);
+    cleanups.push(() => agent.stop('SIGKILL'));
+    const base = await monitorUrl(agent);
+    commit(db, 10);
+    const verifyOk = async (): Promise<number | undefined> => metricValue(await (await fetch(`${base}/metrics`)).text(), 'pitr_verify_ok', 'replica=');
+    await waitUntil('a passing scheduled verification', async () => (await verifyOk()) === 1);
+
+    const segDir = join(replica, 'generations', readdirSync(join(replica, 'generations'))[0] as string, 'segments');
+    const seg = readdirSync(segDir)[0] as string;
+    const bytes = readFileSync(join(segDir, seg));
+    bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] as number) ^ 0xff;
+    writeFileSync(join(segDir, seg), bytes);
+    await waitUntil('a failing scheduled verification', async () => (await verifyOk()) === 0);
+    await waitUntil('the failure to be logged naming the object', () => agent.output().stderr.split('\n').some((l) => l.includes('verification FAILED') && l.includes(seg)));
+    await agent.stop('SIGTERM');
   });
 });

@@ -1,0 +1,170 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { openStorage } from '../storage/open-storage.js';
+import { replicaStatus, type ReplicaStatus } from '../monitor/status.js';
+import { formatDuration, parseDuration } from '../util/duration.js';
+import { isPitrError } from '../errors.js';
+import { formatBytes, iso, reportError } from './cli-util.js';
+
+interface MaxAge {
+  ms: number;
+  /** As the user wrote it, so the alert says "max 25h" rather than "max 1d1h". */
+  text: string;
+}
+
+interface StatusFlags {
+  maxAge?: MaxAge;
+  json?: boolean;
+}
+
+/** Exit code of a failed --max-age check, as monitoring plugins (Nagios, Icinga, Sensu) expect. */
+const EXIT_CRITICAL = 2;
+const SIZE_NOTE = 'objects written in the last 24 h; deletions are not counted';
+
+function maxAgeArg(v: string): MaxAge {
+  try {
+    return { ms: parseDuration(v, '--max-age'), text: v.trim() };
+  } catch (err) {
+    throw new InvalidArgumentError(isPitrError(err) && err.hint ? err.hint : String(err));
+  }
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .summary('show how current a replica is, from the replica alone')
+    .description(
+      'Report what REPLICA holds and how current it is: the newest txid and its commit time, the last ' +
+        'heartbeat of the agent, the restorable window(s) of the newest generation, snapshots, and bytes ' +
+        'stored. Reads only the replica (one LIST and the heartbeat), so it works from any machine and ' +
+        'when the agent is not running.\n\n' +
+        'Age is how long ago the replica was last known to be current: the heartbeat time when the ' +
+        'heartbeat vouches for the newest txid (the agent writes it while the replica is caught up), ' +
+        'otherwise the newest commit time.\n\n' +
+        `With --max-age, one line "OK: ..." or "CRITICAL: ..." goes to stderr and the exit code is 0, or ${EXIT_CRITICAL} ` +
+        'when the age is over the limit or nothing is restorable. Errors (bad URL, unreachable replica) exit 1.',
+    )
+    .argument('<replica>', 'replica URL: a directory path, file:///abs/path or s3://bucket/prefix')
+    .addOption(new Option('--max-age <duration>', `exit ${EXIT_CRITICAL} when the replica was last confirmed current longer ago than this`).argParser(maxAgeArg))
+    .option('--json', 'print one JSON object on stdout')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  pitr status /backups/app\n' +
+        "  pitr status 's3://bucket/app?region=eu-west-1' --json\n" +
+        '  pitr status /backups/app --max-age 25h      # for cron or a monitoring check: exit 2 if stale\n',
+    )
+    .action(async (replicaUrl: string, flags: StatusFlags) => {
+      try {
+        const storage = await openStorage(replicaUrl);
+        let status: ReplicaStatus;
+        try {
+          status = await replicaStatus(storage);
+        } finally {
+          await storage.close();
+        }
+        const check = flags.maxAge ? evaluate(status, flags.maxAge) : undefined;
+        process.stdout.write(flags.json ? JSON.stringify(toJson(status, check)) + '\n' : human(status));
+        if (check) {
+          process.stderr.write(`${check.status}: ${check.message}\n`);
+          process.exitCode = check.status === 'OK' ? 0 : EXIT_CRITICAL;
+        }
+      } catch (err) {
+        process.exitCode = reportError(err);
+      }
+    });
+}
+
+interface Check {
+  status: 'OK' | 'CRITICAL';
+  message: string;
+  maxAge: MaxAge;
+}
+
+function evaluate(s: ReplicaStatus, maxAge: MaxAge): Check {
+  if (s.latest === null || s.ageMs === null) {
+    return { status: 'CRITICAL', message: `replica ${s.replica} holds no restorable state (max ${maxAge.text})`, maxAge };
+  }
+  const newest = `newest txid ${s.latest.txid} committed ${iso(s.latest.commitTime)}`;
+  const message = `replica ${s.replica} last confirmed current ${formatDuration(s.ageMs)} ago (max ${maxAge.text}); ${newest}`;
+  return { status: s.ageMs > maxAge.ms ? 'CRITICAL' : 'OK', message, maxAge };
+}
+
+function toJson(s: ReplicaStatus, check: Check | undefined): Record<string, unknown> {
+  const t = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : iso(ms));
+  return {
+    replica: s.replica,
+    now: iso(s.now),
+    nowMs: s.now,
+    empty: s.empty,
+    generation: s.latest?.generation ?? null,
+    txid: s.latest?.txid ?? null,
+    commitTime: t(s.latest?.commitTime),
+    commitTimeMs: s.latest?.commitTime ?? null,
+    confirmedBy: s.confirmedBy,
+    confirmedAt: t(s.confirmedAt),
+    confirmedAtMs: s.confirmedAt,
+    ageMs: s.ageMs,
+    age: s.ageMs === null ? null : formatDuration(s.ageMs),
+    heartbeat: s.heartbeat
+      ? {
+          time: iso(s.heartbeat.time),
+          timeMs: s.heartbeat.time,
+          ageMs: Math.max(0, s.now - s.heartbeat.time),
+          generation: s.heartbeat.generation,
+          txid: s.heartbeat.txid,
+          commitTime: iso(s.heartbeat.commitTime),
+          commitTimeMs: s.heartbeat.commitTime,
+          agent: s.heartbeat.agent,
+        }
+      : null,
+    windows: s.windows.map((w) => ({
+      firstTxid: w.firstTxid,
+      lastTxid: w.lastTxid,
+      firstCommitTime: iso(w.firstTime),
+      firstCommitTimeMs: w.firstTime,
+      lastCommitTime: iso(w.lastTime),
+      lastCommitTimeMs: w.lastTime,
+    })),
+    generations: s.generations,
+    snapshots: s.snapshots,
+    newestSnapshot: s.newestSnapshot
+      ? { key: s.newestSnapshot.key, txid: s.newestSnapshot.txid, commitTime: iso(s.newestSnapshot.commitTime), commitTimeMs: s.newestSnapshot.commitTime, ageMs: s.newestSnapshot.ageMs }
+      : null,
+    segments: s.segments,
+    objects: s.objects,
+    bytes: s.bytes,
+    bytesDayAgo: s.bytesDayAgo,
+    bytesChange24h: s.bytesChange24h,
+    bytesChangeNote: SIZE_NOTE,
+    notes: s.notes,
+    ...(check ? { check: { status: check.status, message: check.message, maxAge: check.maxAge.text, maxAgeMs: check.maxAge.ms } } : {}),
+  };
+}
+
+function human(s: ReplicaStatus): string {
+  const ago = (ms: number): string => `${formatDuration(Math.max(0, s.now - ms))} ago`;
+  const out = [`replica     ${s.replica}`];
+  if (s.latest === null) {
+    out.push('latest      nothing restorable yet');
+  } else {
+    out.push(`latest      txid ${s.latest.txid}, committed ${iso(s.latest.commitTime)} (${ago(s.latest.commitTime)}), generation ${s.latest.generation}`);
+  }
+  if (s.heartbeat) {
+    const a = s.heartbeat.agent;
+    out.push(`heartbeat   ${iso(s.heartbeat.time)} (${ago(s.heartbeat.time)}), txid ${s.heartbeat.txid}, agent ${a.host} pid ${a.pid} pitr ${a.version}`);
+  } else {
+    out.push('heartbeat   none');
+  }
+  if (s.ageMs !== null && s.confirmedAt !== null) {
+    const by = s.confirmedBy === 'heartbeat' ? 'heartbeat' : 'newest commit';
+    out.push(`age         ${formatDuration(s.ageMs)} (last confirmed current ${iso(s.confirmedAt)}, by the ${by})`);
+  }
+  for (const w of s.windows) {
+    out.push(`restorable  txid ${w.firstTxid}..${w.lastTxid}  ${iso(w.firstTime)} .. ${iso(w.lastTime)}`);
+  }
+  const snap = s.newestSnapshot ? `, newest txid ${s.newestSnapshot.txid} at ${iso(s.newestSnapshot.commitTime)} (${formatDuration(s.newestSnapshot.ageMs)} old)` : '';
+  out.push(`snapshots   ${s.snapshots}${snap}`);
+  out.push(`stored      ${formatBytes(s.bytes)} in ${s.objects} objects (${s.generations} generations, ${s.segments} segments)`);
+  out.push(`last 24h    +${formatBytes(s.bytesChange24h)} (${SIZE_NOTE})`);
+  for (const n of s.notes) out.push(`note        ${n}`);
+  return out.join('\n') + '\n';
+}

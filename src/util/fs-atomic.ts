@@ -4,6 +4,8 @@ import { randomBytes } from 'node:crypto';
 
 /** fsync a directory so that a rename or a new entry in it survives a power cut. */
 export async function fsyncDir(dir: string): Promise<void> {
+  // Windows cannot open a directory for fsync, and NTFS makes renames durable by itself.
+  if (process.platform === 'win32') return;
   const fh = await open(dir, 'r');
   try {
     await fh.sync();

@@ -6,12 +6,14 @@ import type { Readable } from 'node:stream';
 
 import { errnoCode, isPitrError, PitrError } from '../../errors.js';
 import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../storage-client.js';
+import { TEMP_PREFIX, checkRange, keyProblem, messageOf, sortByKey, toBytes } from '../storage-keys.js';
+import { fsyncDir } from '../../util/fs-atomic.js';
 
 /**
  * Names starting with this are in-flight puts (or leftovers of a crash during one). list() never
  * reports them and keys may not use them, so a half-written object can never be mistaken for one.
  */
-export const TEMP_PREFIX = '.tmp-';
+export { TEMP_PREFIX };
 
 // Enough parallel stat() calls to keep the libuv pool busy on a large replica without queueing
 // tens of thousands of requests at once.
@@ -417,59 +419,15 @@ export class FileStorage implements StorageClient {
 
 type Op = 'put' | 'get' | 'list' | 'delete' | 'check' | 'read' | 'write';
 
-/** Why `key` is not a valid key (or prefix, when `isPrefix`), or undefined when it is. */
-function keyProblem(key: string, isPrefix: boolean): string | undefined {
-  if (!isPrefix && key === '') return 'keys may not be empty';
-  if (key.includes('\\')) return 'keys may not contain backslashes';
-  if (key.includes('\0')) return 'keys may not contain NUL';
-  if (key.startsWith('/')) return 'keys are relative to the replica root and may not start with "/"';
-  const segments = key.split('/');
-  for (let i = 0; i < segments.length; i++) {
-    const seg = segments[i]!;
-    // A prefix may end with "/" (a directory) or mid-name, so its last segment may be empty or partial.
-    const last = i === segments.length - 1;
-    if (seg === '' && !(isPrefix && last)) return 'keys may not contain empty segments ("//" or a trailing "/")';
-    if (seg === '.' || seg === '..') return 'keys may not contain "." or ".." segments';
-    if (seg.startsWith(TEMP_PREFIX)) return `key segments may not start with "${TEMP_PREFIX}" (reserved for in-flight writes)`;
-  }
-  return undefined;
-}
 
 function checkPrefix(prefix: string, url: string): void {
   const problem = keyProblem(prefix, true);
   if (problem !== undefined) throw new RangeError(`invalid list prefix "${prefix}" for replica ${url}: ${problem}`);
 }
 
-function checkRange(range: ByteRange, key: string): void {
-  const { start, end } = range;
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-    throw new RangeError(`invalid byte range ${start}-${end} for "${key}": need integers with 0 <= start <= end`);
-  }
-}
 
-/** S3 orders keys by their UTF-8 bytes; JS string comparison (UTF-16) differs above U+FFFF. */
-function sortByKey(infos: ObjectInfo[]): ObjectInfo[] {
-  const keyed = infos.map((info) => ({ info, bytes: Buffer.from(info.key, 'utf8') }));
-  keyed.sort((a, b) => Buffer.compare(a.bytes, b.bytes));
-  return keyed.map((k) => k.info);
-}
 
-function toBytes(chunk: unknown): Uint8Array {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
-  throw new TypeError(`put body yielded a ${typeof chunk}, expected bytes (object-mode streams are not supported)`);
-}
 
-async function fsyncDir(dir: string): Promise<void> {
-  // Windows cannot open a directory for fsync, and NTFS makes renames durable by itself.
-  if (process.platform === 'win32') return;
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 async function isDirectory(p: string): Promise<boolean> {
   try {
@@ -497,9 +455,6 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
   return out;
 }
 
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 function hintFor(code: string | undefined, root: string): string {
   switch (code) {

@@ -21,6 +21,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { isPitrError, PitrError } from '../../errors.js';
 import type { S3ReplicaUrl } from '../open-storage.js';
 import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../storage-client.js';
+import { checkRange, keyProblem, messageOf, sortByKey, toBytes } from '../storage-keys.js';
 
 /** Bodies up to this size go up in one PutObject; larger ones, and every stream, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
@@ -724,55 +725,14 @@ function sizeMismatch(url: string, key: string, actual: number, expected: number
   );
 }
 
-/**
- * Why `key` is not a valid key (or prefix, when `isPrefix`), or undefined. The same rules as the
- * file backend, although S3 itself would accept more: a replica must be copyable between
- * backends, so no backend may hold a key another cannot.
- */
-function keyProblem(key: string, isPrefix: boolean): string | undefined {
-  if (!isPrefix && key === '') return 'keys may not be empty';
-  if (key.includes('\\')) return 'keys may not contain backslashes';
-  if (key.includes('\0')) return 'keys may not contain NUL';
-  if (key.startsWith('/')) return 'keys are relative to the replica root and may not start with "/"';
-  const segments = key.split('/');
-  for (let i = 0; i < segments.length; i++) {
-    const seg = segments[i]!;
-    const last = i === segments.length - 1;
-    if (seg === '' && !(isPrefix && last)) return 'keys may not contain empty segments ("//" or a trailing "/")';
-    if (seg === '.' || seg === '..') return 'keys may not contain "." or ".." segments';
-    // The file backend's in-flight names; reserved everywhere for portability.
-    if (seg.startsWith('.tmp-')) return 'key segments may not start with ".tmp-" (reserved for in-flight writes)';
-  }
-  return undefined;
-}
 
-function checkRange(range: ByteRange, key: string): void {
-  const { start, end } = range;
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-    throw new RangeError(`invalid byte range ${start}-${end} for "${key}": need integers with 0 <= start <= end`);
-  }
-}
 
-/** S3 orders keys by their UTF-8 bytes; JS string comparison (UTF-16) differs above U+FFFF. */
-function sortByKey(infos: ObjectInfo[]): ObjectInfo[] {
-  const keyed = infos.map((info) => ({ info, bytes: Buffer.from(info.key, 'utf8') }));
-  keyed.sort((a, b) => Buffer.compare(a.bytes, b.bytes));
-  return keyed.map((k) => k.info);
-}
 
-function toBytes(chunk: unknown): Uint8Array {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
-  throw new TypeError(`put body yielded a ${typeof chunk}, expected bytes (object-mode streams are not supported)`);
-}
 
 function nonEmpty(v: string | undefined): string | undefined {
   return v === undefined || v === '' ? undefined : v;
 }
 
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** Counting semaphore whose waiters can give up when their signal aborts. */
 class Semaphore {

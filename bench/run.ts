@@ -4,6 +4,7 @@ import { cpus, totalmem } from 'node:os';
 import type { BenchRow } from './bench-row.js';
 import { benchWal } from './wal-bench.js';
 import { benchSegment } from './segment-bench.js';
+import { benchLag } from './lag-bench.js';
 
 /**
  * `npm run bench`: hot-path benchmarks. Prints a table and writes bench/results/<time>.json.
@@ -14,6 +15,7 @@ async function main(): Promise<void> {
   const suites: [string, () => Promise<BenchRow[]>][] = [
     ['wal', benchWal],
     ['segment', benchSegment],
+    ['lag', benchLag],
   ];
   const rows: BenchRow[] = [];
   for (const [name, run] of suites) {

@@ -240,6 +240,7 @@ export class Shipper {
   }
 
   private async run(): Promise<void> {
+    const startedAt = Date.now();
     try {
       while (!this.stopped && (await this.shipOnce())) {
         // keep going while there is work
@@ -252,7 +253,8 @@ export class Shipper {
       this.stats.uploadErrors++;
       this.opts.events?.failed();
       if (this.failures === 0) {
-        this.failingSince = Date.now();
+        // The storage client retried before giving up: the outage began when this run did.
+        this.failingSince = startedAt;
         // Once per outage, not once per retry: the retries are logged at debug level.
         this.log.warn('upload to replica failed; capture continues and uploads will be retried', { err });
       } else {

@@ -87,16 +87,25 @@ function chooseSnapshot(loc: Located, stopTxid: number, stopTime: number | undef
   return best;
 }
 
+/**
+ * Segments from fromTxid+1 up to the stop point. Where objects overlap (an upload retried with a
+ * longer range), take the one that reaches furthest: fewer downloads, and a damaged shorter copy
+ * is not needed at all.
+ */
 function chainSegments(gen: GenerationEntry, fromTxid: number, stopTxid: number, stopTime: number | undefined): SegmentEntry[] {
   const out: SegmentEntry[] = [];
   let end = fromTxid;
-  for (const seg of gen.segments) {
-    if (end >= stopTxid) break;
-    if (seg.lastTxid <= end) continue;
-    if (seg.firstTxid > end + 1) break;
-    if (stopTime !== undefined && seg.firstTime > stopTime && seg.firstTxid > end) break;
-    out.push(seg);
-    end = seg.lastTxid;
+  while (end < stopTxid) {
+    let best: SegmentEntry | undefined;
+    for (const seg of gen.segments) {
+      if (seg.firstTxid > end + 1 || seg.lastTxid <= end) continue;
+      if (!best || seg.lastTxid > best.lastTxid) best = seg;
+    }
+    if (!best) break;
+    // Its first new transaction is after the target time: nothing more to apply.
+    if (stopTime !== undefined && best.firstTxid > end && best.firstTime > stopTime) break;
+    out.push(best);
+    end = best.lastTxid;
   }
   return out;
 }

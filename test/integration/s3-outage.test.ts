@@ -7,6 +7,7 @@
  * the file replica). Then restore/list against S3 must fail the way they do for a directory.
  */
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -81,6 +82,7 @@ describe('S3 replica', { timeout: 5 * 60_000 }, () => {
   let s3Url = '';
   let logPath = '';
   let agent: Agent | undefined;
+  let writerChild: ChildProcess | undefined;
   let outCounter = 0;
 
   let log: WriterLog;
@@ -126,6 +128,7 @@ describe('S3 replica', { timeout: 5 * 60_000 }, () => {
 
       trace('both replicas list a generation; starting the writer');
       const writer = startWriter({ db: dbPath, log: logPath, count: COUNT, seed: SEED, pauseEvery: 10, pauseMs: 400 });
+      writerChild = writer.child;
       let writerExited = false;
       void writer.result.then(() => (writerExited = true));
 
@@ -191,6 +194,8 @@ describe('S3 replica', { timeout: 5 * 60_000 }, () => {
   );
 
   after(async () => {
+    // Also when before() failed half-way: nothing may outlive the test.
+    if (writerChild !== undefined && writerChild.exitCode === null && writerChild.signalCode === null) writerChild.kill('SIGKILL');
     await agent?.stop('SIGKILL', 10_000);
     await server?.close();
     if (tmp !== '') await removeTempDir(tmp);

@@ -148,3 +148,11 @@ describe('planRetention', () => {
     assert.equal(p.snapshots.length + p.segments.length, 0);
   });
 });
+
+describe('planRestore with overlapping segments', () => {
+  it('prefers the segment that reaches furthest', () => {
+    const c = buildCatalog([snap(G1, 1, 1000), seg(G1, 2, 5, 1100, 1400), seg(G1, 2, 9, 1100, 1800), seg(G1, 6, 7, 1500, 1600)]);
+    const p = planRestore(c, { kind: 'txid', txid: 9 });
+    assert.deepEqual(p.segments.map((s) => [s.firstTxid, s.lastTxid]), [[2, 9]]);
+  });
+});

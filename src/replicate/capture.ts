@@ -1,7 +1,7 @@
 import { open, stat } from 'node:fs/promises';
 import { PitrError, errnoCode } from '../errors.js';
 import type { SourceDb, CheckpointResult } from '../db/source-db.js';
-import { dbIdentity } from '../db/db-file.js';
+import { dbIdentity, readDbFileInfo } from '../db/db-file.js';
 import { scanWal, verifyWalPrefix, type WalCommit, type WalScanResult } from '../wal/wal-scan.js';
 import { readWalPages } from '../wal/wal-frames.js';
 import { cursorAtHeader, sameWalIncarnation, type WalCursor } from '../wal/wal-cursor.js';
@@ -106,7 +106,9 @@ export class Capture {
     const commits = scan.kind === 'ok' ? scan.commits : [];
     const cursor = scan.kind === 'ok' ? scan.cursor : null;
     const lastCommit = commits[commits.length - 1];
-    const dbSizePages = lastCommit ? lastCommit.dbSizePages : db.info.pageCount;
+    // Without commits in the WAL the size comes from the file header, read now, under the read
+    // transaction: the header read when the database was opened may predate a checkpoint.
+    const dbSizePages = lastCommit ? lastCommit.dbSizePages : (await readDbFileInfo(opts.dbPath)).pageCount;
 
     const reason = await continuityProblem(db, walPath, position, knownMaxTxid, scan);
     if (reason === null && position) {

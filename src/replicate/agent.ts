@@ -4,7 +4,7 @@ import { basename, dirname } from 'node:path';
 import { PitrError, errnoCode, isPitrError } from '../errors.js';
 import type { StorageClient } from '../storage/storage-client.js';
 import { SourceDb } from '../db/source-db.js';
-import { Capture } from './capture.js';
+import { Capture, QUIET_MS } from './capture.js';
 import { Spool } from './spool.js';
 import { Shipper } from './shipper.js';
 import { loadPosition } from './position.js';
@@ -81,6 +81,7 @@ export class Agent {
   private walBytes = 0;
   private stopping = false;
   private reopenPending = false;
+  private quietTimer: NodeJS.Timeout | undefined;
   private metrics: AgentMetrics | undefined;
   private server: Server | undefined;
   /** When a WAL change was first seen that no finished pass has covered yet (0 = none). */
@@ -270,9 +271,9 @@ export class Agent {
   }
 
   /** Run a capture pass soon; passes never overlap, and a burst of events makes one more pass. */
-  private schedulePass(): void {
+  private schedulePass(fromChange = true): void {
     if (this.stopping) return;
-    if (this.changeSeenAt === 0) this.changeSeenAt = Date.now();
+    if (fromChange && this.changeSeenAt === 0) this.changeSeenAt = Date.now();
     if (this.passRunning) {
       this.passQueued = true;
       return;
@@ -316,6 +317,12 @@ export class Agent {
         // Not awaited: it may start a generation, which needs the lock this pass holds.
         const cap = this.opts.spoolMaxBytes ?? 0;
         if (cap > 0 && this.spool.totalBytes() > cap) void this.trimSpool();
+        // One more pass once writes pause, for the checkpoints that wait for a quiet moment.
+        if (this.quietTimer) clearTimeout(this.quietTimer);
+        this.quietTimer = setTimeout(() => {
+          this.quietTimer = undefined;
+          this.schedulePass(false);
+        }, QUIET_MS + 50);
       }
       if (r.checkpoint) this.log.debug('checkpoint', { ...r.checkpoint });
     } catch (err) {
@@ -512,6 +519,7 @@ export class Agent {
   private async shutdown(): Promise<AgentResult> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    if (this.quietTimer) clearTimeout(this.quietTimer);
     await this.watcher?.close();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     // Capture what the app committed up to now, then ship it all.

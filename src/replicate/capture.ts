@@ -50,6 +50,9 @@ export interface CaptureOptions {
   log: Logger;
 }
 
+/** A pass that finds nothing new this long after the last capture counts as a quiet moment. */
+export const QUIET_MS = 250;
+
 /** Largest uncompressed spool entry; bigger passes are cut at a transaction boundary. */
 const SPOOL_ENTRY_BYTES = 32 << 20;
 
@@ -61,6 +64,7 @@ export class Capture {
   readonly walPath: string;
   state: ChainState;
   private readonly pageMap = new Map<number, number>();
+  private lastCaptureAt = 0;
   private readonly identity: { dev: number; ino: number };
 
   private constructor(
@@ -160,19 +164,29 @@ export class Capture {
     // reader moves again. So every advanceRead() below is followed by a full catch-up.
     this.db.advanceRead();
     if (!add(await this.catchUp())) return total;
-    if (this.opts.truncateBytes > 0 && (await fileSize(this.walPath)) >= this.opts.truncateBytes) {
+    const quiet = total.transactions === 0 && Date.now() - this.lastCaptureAt >= QUIET_MS;
+    if (total.transactions > 0) this.lastCaptureAt = Date.now();
+    // TRUNCATE only in a quiet moment: its data_version guard cannot tell a commit it missed from
+    // one it read, so under steady writes it would break the generation on every attempt.
+    if (quiet && this.opts.truncateBytes > 0 && (await fileSize(this.walPath)) >= this.opts.truncateBytes) {
       const t = await this.truncateWal();
       total.checkpoint = t.checkpoint;
       if (!add(t) || !add(await this.catchUp())) return total;
     } else if (this.state.cursor && this.state.cursor.frame >= this.opts.checkpointFrames) {
-      // Move the mark to the end of what is spooled so the checkpoint may backfill all of it,
-      // letting the app's next write restart the WAL from the start.
+      // Move the mark to the end of what is spooled so the checkpoint may backfill all of it.
       this.db.advanceRead();
       if (!add(await this.catchUp())) return total;
       try {
         total.checkpoint = this.db.checkpoint('PASSIVE', 0);
       } catch (err) {
         this.opts.log.debug('checkpoint skipped', { err });
+      }
+      if (total.checkpoint && !total.checkpoint.busy && total.checkpoint.checkpointedFrames === total.checkpoint.walFrames) {
+        // Fully backfilled: a reader begun now uses no WAL frames, so it does not stop the app's
+        // next write from restarting the WAL from the start (which keeps the WAL file small
+        // without any blocking checkpoint). Catch up again: the new mark may be past the spool.
+        this.db.advanceRead();
+        if (!add(await this.catchUp())) return total;
       }
     }
     return total;

@@ -10,12 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { parseObjectKey, segmentsPrefix } from '../src/segment/object-names.js';
+import { parseObjectKey } from '../src/segment/object-names.js';
 import type { StorageClient } from '../src/storage/storage-client.js';
 import { nowUs } from './app-db.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const WRITER = fileURLToPath(new URL('./app-writer.js', import.meta.url));
+
+// The SDK's one-time Node 20 notice would land in the middle of the table.
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 
 const children = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -178,10 +181,13 @@ export interface Snapshot {
   size: number;
 }
 
-/** Polls the replica until it lists a snapshot (the agent's first), every 20 ms. */
-export async function waitForSnapshot(storage: StorageClient, timeoutMs = 120_000): Promise<Snapshot> {
+/** Polls the replica until it lists a snapshot (the agent's first), every 20 ms; fails fast if `agent` exits. */
+export async function waitForSnapshot(storage: StorageClient, timeoutMs = 120_000, agent?: AgentProcess): Promise<Snapshot> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (agent && (agent.child.exitCode !== null || agent.child.signalCode !== null)) {
+      throw new Error(`the agent exited before its first snapshot reached ${storage.url}: ${agent.stderr().slice(-2000)}`);
+    }
     try {
       for (const o of await storage.list('generations/')) {
         const n = parseObjectKey(o.key);
@@ -195,25 +201,40 @@ export async function waitForSnapshot(storage: StorageClient, timeoutMs = 120_00
   }
 }
 
-export interface SegmentSeen {
+export interface ObjectSeen {
   key: string;
+  generation: string;
+  kind: 'segment' | 'snapshot';
   firstTxid: number;
   lastTxid: number;
   /** When the bench first saw it, µs on CLOCK_MONOTONIC. */
   seenUs: number;
 }
 
-/** Collects segments of one generation as they become visible in some replica. */
-export abstract class SegmentWatcher {
-  readonly seen = new Map<string, SegmentSeen>();
+/** Collects the snapshots and segments of every generation as they become visible in a replica. */
+export abstract class ReplicaWatcher {
+  readonly seen = new Map<string, ObjectSeen>();
   maxTxid = 0;
-  constructor(readonly generation: string) {}
-  protected note(name: string, t: number): void {
-    if (this.seen.has(name)) return;
-    const parsed = parseObjectKey(`${segmentsPrefix(this.generation)}${name}`);
-    if (parsed?.kind !== 'segment') return;
-    this.seen.set(name, { key: name, firstTxid: parsed.firstTxid, lastTxid: parsed.lastTxid, seenUs: t });
-    if (parsed.lastTxid > this.maxTxid) this.maxTxid = parsed.lastTxid;
+  protected note(key: string, t: number): void {
+    if (this.seen.has(key)) return;
+    const n = parseObjectKey(key);
+    if (n === null) return;
+    const o: ObjectSeen =
+      n.kind === 'segment'
+        ? { key, generation: n.generation, kind: 'segment', firstTxid: n.firstTxid, lastTxid: n.lastTxid, seenUs: t }
+        : { key, generation: n.generation, kind: 'snapshot', firstTxid: n.txid, lastTxid: n.txid, seenUs: t };
+    this.seen.set(key, o);
+    if (o.lastTxid > this.maxTxid) this.maxTxid = o.lastTxid;
+  }
+  /** Record an object the caller saw before this watcher started (the generation's first snapshot). */
+  known(key: string, t: number): void {
+    this.note(key, t);
+  }
+  snapshots(): ObjectSeen[] {
+    return [...this.seen.values()].filter((o) => o.kind === 'snapshot').sort((a, b) => a.firstTxid - b.firstTxid);
+  }
+  segments(): ObjectSeen[] {
+    return [...this.seen.values()].filter((o) => o.kind === 'segment').sort((a, b) => a.firstTxid - b.firstTxid);
   }
   async waitFor(txid: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -222,85 +243,118 @@ export abstract class SegmentWatcher {
       await sleep(10);
     }
   }
+  /** Waits until nothing new has appeared for quietMs. */
+  async settle(quietMs: number, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let count = -1;
+    let since = Date.now();
+    while (Date.now() < deadline) {
+      if (this.seen.size !== count) {
+        count = this.seen.size;
+        since = Date.now();
+      } else if (Date.now() - since >= quietMs) return;
+      await sleep(20);
+    }
+  }
   abstract close(): Promise<void> | void;
 }
 
 /**
- * File replica: inotify (fs.watch) on the generation's segments directory; an object counts from
- * the event of its final name (the backend writes a temp file, fsyncs it, renames it into place,
- * then fsyncs the directory). A readdir every 200 ms is a safety net for missed events and
- * counts how often it was needed.
+ * File replica: inotify (fs.watch) on `generations/`, each generation's directory and its
+ * `snapshots/` and `segments/` directories. An object counts from the event of its final name (the
+ * backend writes a temp file, fsyncs it, renames it into place, then fsyncs the directory). A
+ * readdir of everything every 200 ms is a safety net for missed events; `missedEvents` counts how
+ * often it was needed.
  */
-export class FileSegmentWatcher extends SegmentWatcher {
-  private watcher: FSWatcher | undefined;
-  private genWatcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout;
+export class FileReplicaWatcher extends ReplicaWatcher {
+  private readonly watchers = new Map<string, FSWatcher>();
+  private readonly timer: NodeJS.Timeout;
   missedEvents = 0;
-  private readonly dir: string;
 
-  constructor(replicaDir: string, generation: string) {
-    super(generation);
-    this.dir = join(replicaDir, segmentsPrefix(generation));
-    const genDir = join(replicaDir, 'generations', generation);
-    this.genWatcher = watch(genDir, () => this.attach());
-    this.attach();
+  constructor(private readonly root: string) {
+    super();
+    this.attach('generations');
+    this.scan(false);
     this.timer = setInterval(() => this.scan(true), 200);
   }
 
-  private attach(): void {
-    if (this.watcher || !existsSync(this.dir)) return;
-    this.watcher = watch(this.dir, (_event, name) => {
-      if (typeof name === 'string' && !name.startsWith('.')) {
+  /** Watch dir `rel` (relative to the root, '/'-separated) if it exists and is not watched yet. */
+  private attach(rel: string): void {
+    if (this.watchers.has(rel)) return;
+    const abs = join(this.root, ...rel.split('/'));
+    if (!existsSync(abs)) return;
+    const depth = rel.split('/').length; // 1 = generations, 2 = a generation, 3 = its snapshots|segments
+    try {
+      const w = watch(abs, (_event, name) => {
+        if (typeof name !== 'string' || name.startsWith('.')) return;
         const t = nowUs();
-        if (existsSync(join(this.dir, name))) this.note(name, t);
+        if (depth < 3) {
+          this.attach(`${rel}/${name}`);
+          this.scanDir(`${rel}/${name}`, false);
+        } else if (existsSync(join(abs, name))) this.note(`${rel}/${name}`, t);
+      });
+      this.watchers.set(rel, w);
+    } catch {
+      // vanished meanwhile; the periodic scan retries
+    }
+  }
+
+  private scanDir(rel: string, fallback: boolean): void {
+    const abs = join(this.root, ...rel.split('/'));
+    let names: string[];
+    try {
+      names = readdirSync(abs);
+    } catch {
+      return;
+    }
+    const depth = rel.split('/').length;
+    const t = nowUs();
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      if (depth < 3) {
+        this.attach(`${rel}/${name}`);
+        this.scanDir(`${rel}/${name}`, fallback);
+      } else if (!this.seen.has(`${rel}/${name}`)) {
+        if (fallback) this.missedEvents++;
+        this.note(`${rel}/${name}`, t);
       }
-    });
-    this.genWatcher?.close();
-    this.genWatcher = undefined;
-    this.scan(false);
+    }
   }
 
   private scan(fallback: boolean): void {
-    if (!existsSync(this.dir)) return;
-    const t = nowUs();
-    for (const name of readdirSync(this.dir)) {
-      if (name.startsWith('.') || this.seen.has(name)) continue;
-      if (fallback && this.watcher) this.missedEvents++;
-      this.note(name, t);
-    }
+    this.attach('generations');
+    this.scanDir('generations', fallback);
   }
 
   close(): void {
     clearInterval(this.timer);
-    this.watcher?.close();
-    this.genWatcher?.close();
+    for (const w of this.watchers.values()) w.close();
   }
 }
 
 /**
- * S3 replica by polling: LIST the generation's segments prefix through pitr's S3Storage, one
- * request at a time, `intervalMs` after the previous one returned. An object counts from the
- * moment the LIST that first shows it returned (an upper bound: it became visible at most one
- * interval plus one round trip earlier).
+ * S3 replica by polling: LIST `generations/` through pitr's S3Storage, one request at a time,
+ * `intervalMs` after the previous one returned. An object counts from the moment the LIST that
+ * first shows it returned (an upper bound: it became visible at most one interval plus one round
+ * trip earlier).
  */
-export class S3ListWatcher extends SegmentWatcher {
+export class S3ListWatcher extends ReplicaWatcher {
   private stopped = false;
-  private loop: Promise<void>;
+  private readonly loop: Promise<void>;
   polls = 0;
   pollUs = 0;
 
-  constructor(storage: StorageClient, generation: string, readonly intervalMs: number) {
-    super(generation);
-    const prefix = segmentsPrefix(generation);
+  constructor(storage: StorageClient, readonly intervalMs: number) {
+    super();
     this.loop = (async () => {
       while (!this.stopped) {
         const t0 = nowUs();
         try {
-          const objects = await storage.list(prefix);
+          const objects = await storage.list('generations/');
           const t = nowUs();
           this.polls++;
           this.pollUs += t - t0;
-          for (const o of objects) this.note(o.key.slice(prefix.length), t);
+          for (const o of objects) this.note(o.key, t);
         } catch {
           // transient; next poll
         }
@@ -315,13 +369,18 @@ export class S3ListWatcher extends SegmentWatcher {
   }
 }
 
-/** Segments whose PUT the counting proxy saw acknowledged (2xx from the store). */
-export class ProxySegmentWatcher extends SegmentWatcher {
-  constructor(proxy: CountingProxy, generation: string) {
-    super(generation);
-    const prefix = `/${proxy.bucket}/${proxy.prefix}/${segmentsPrefix(generation)}`;
+/**
+ * Objects whose upload the counting proxy saw acknowledged by the store: a 2xx to a PutObject
+ * (no uploadId) or to a CompleteMultipartUpload (POST ?uploadId=), the moments S3 publishes them.
+ */
+export class ProxyReplicaWatcher extends ReplicaWatcher {
+  constructor(proxy: CountingProxy) {
+    super();
+    const prefix = `/${proxy.bucket}/${proxy.prefix}/`;
     proxy.onResponse = (r) => {
-      if (r.method === 'PUT' && r.status >= 200 && r.status < 300 && r.path.startsWith(prefix)) this.note(r.path.slice(prefix.length), r.endUs);
+      if (r.status < 200 || r.status >= 300 || !r.path.startsWith(prefix)) return;
+      const multipart = r.query.includes('uploadId=');
+      if ((r.method === 'PUT' && !multipart) || (r.method === 'POST' && multipart)) this.note(r.path.slice(prefix.length), r.endUs);
     };
   }
   close(): void {}
@@ -330,6 +389,7 @@ export class ProxySegmentWatcher extends SegmentWatcher {
 export interface ProxiedRequest {
   method: string;
   path: string;
+  query: string;
   status: number;
   /** When the store's response headers reached the proxy, µs on CLOCK_MONOTONIC. */
   endUs: number;
@@ -366,7 +426,8 @@ export class CountingProxy {
           agent: p.upstreamAgent,
         },
         (ur) => {
-          const rec: ProxiedRequest = { method: req.method ?? '', path: decodeURIComponent((req.url ?? '').split('?')[0]!), status: ur.statusCode ?? 0, endUs: nowUs() };
+          const [p0, q0] = (req.url ?? '').split('?');
+          const rec: ProxiedRequest = { method: req.method ?? '', path: decodeURIComponent(p0!), query: q0 ?? '', status: ur.statusCode ?? 0, endUs: nowUs() };
           p.requests.push(rec);
           p.onResponse?.(rec);
           res.writeHead(ur.statusCode ?? 502, ur.headers);
@@ -407,25 +468,71 @@ export function percentile(values: readonly number[], p: number): number {
 }
 
 /**
- * Per commit, the time from COMMIT returning to the first moment an object holding its txid was
- * seen in the replica, in ms. Commit k is txid snapshotTxid + k (the writer is the only writer and
- * started after the generation's snapshot); checked by the caller against the replica's last txid.
+ * Per commit, the time from COMMIT returning to the first moment the replica held it, in ms.
+ *
+ * Commit k's txid: the writer is the only writer and starts after the first snapshot (txid S0,
+ * holding commit K0 = 0), so in a generation whose snapshot has txid S and holds commits up to K,
+ * commit K + j is txid S + j. A generation break (the agent could not prove continuity) starts a
+ * new generation whose snapshot holds every commit up to its K (read by `commitsIn`, a restore at
+ * that txid); commits the old generation had not captured become durable with that snapshot. A
+ * commit is durable at the earliest sighting of a segment with its txid or of a later snapshot
+ * holding it. Throws when the replica's txids do not fit this mapping.
  */
-export function lagsMs(log: CommitLog, snapshotTxid: number, watcher: SegmentWatcher): number[] {
-  const segs = [...watcher.seen.values()].sort((a, b) => a.firstTxid - b.firstTxid);
-  const out: number[] = [];
-  let j = 0;
-  for (let i = 0; i < log.k.length; i++) {
-    const txid = snapshotTxid + log.k[i]!;
-    while (j < segs.length && segs[j]!.lastTxid < txid) j++;
-    const s = segs[j];
-    if (!s || s.firstTxid > txid) throw new Error(`txid ${txid} (commit ${log.k[i]}) was never seen in the replica`);
-    // A txid could appear in two objects only after a retried upload; the first sighting counts.
-    let seen = s.seenUs;
-    for (let m = j + 1; m < segs.length && segs[m]!.firstTxid <= txid; m++) seen = Math.min(seen, segs[m]!.seenUs);
-    out.push((seen - log.endUs[i]!) / 1000);
+export async function commitLagsMs(
+  log: CommitLog,
+  watcher: ReplicaWatcher,
+  commitsIn: (snapshot: ObjectSeen) => Promise<number>,
+): Promise<{ lags: number[]; generations: number; viaSnapshot: number }> {
+  const snaps = watcher.snapshots();
+  if (snaps.length === 0) throw new Error('no snapshot seen in the replica');
+  const gens: { snap: ObjectSeen; k: number; segs: ObjectSeen[]; lastTxid: number }[] = [];
+  // One base snapshot per generation: the first. Later snapshots of a generation add nothing here.
+  for (const s of snaps) {
+    if (gens.some((g) => g.snap.generation === s.generation)) continue;
+    const segs = watcher.segments().filter((o) => o.generation === s.generation);
+    gens.push({ snap: s, k: gens.length === 0 ? 0 : await commitsIn(s), segs, lastTxid: Math.max(s.lastTxid, ...segs.map((o) => o.lastTxid)) });
   }
-  return out;
+  const n = log.k.length;
+  for (let i = 0; i < gens.length; i++) {
+    const g = gens[i]!;
+    const nextK = gens[i + 1]?.k ?? n;
+    const captured = g.lastTxid - g.snap.firstTxid;
+    const ok = nextK >= g.k && (i + 1 < gens.length ? captured <= nextK - g.k : captured === nextK - g.k);
+    if (!ok) throw new Error(`generation ${g.snap.generation}: txids ${g.snap.firstTxid}..${g.lastTxid} do not fit commits ${g.k}..${nextK}: another writer, or the txid mapping is off`);
+  }
+  const lags: number[] = [];
+  let viaSnapshot = 0;
+  let gi = 0;
+  for (let i = 0; i < n; i++) {
+    const k = log.k[i]!;
+    while (gi + 1 < gens.length && gens[gi + 1]!.k < k) gi++;
+    const g = gens[gi]!;
+    const txid = g.snap.firstTxid + (k - g.k);
+    let seen = Infinity;
+    for (const o of g.segs) if (o.firstTxid <= txid && txid <= o.lastTxid) seen = Math.min(seen, o.seenUs);
+    let bySnap = false;
+    for (let h = gi + 1; h < gens.length; h++) {
+      if (gens[h]!.k >= k && gens[h]!.snap.seenUs < seen) {
+        seen = gens[h]!.snap.seenUs;
+        bySnap = true;
+      }
+    }
+    if (seen === Infinity) throw new Error(`commit ${k} (txid ${txid}) never became durable in the replica`);
+    if (bySnap) viaSnapshot++;
+    lags.push((seen - log.endUs[i]!) / 1000);
+  }
+  return { lags, generations: gens.length, viaSnapshot };
+}
+
+/** Warnings and errors in the agent's JSON log, counted by message. */
+export function logProblems(stderr: string): string {
+  const counts = new Map<string, number>();
+  for (const line of stderr.split('\n')) {
+    const m = /"level":"(warn|error)","msg":"([^"]*)"/.exec(line);
+    if (m) counts.set(`${m[1]}: ${m[2]}`, (counts.get(`${m[1]}: ${m[2]}`) ?? 0) + 1);
+  }
+  if (counts.size === 0) return 'agent log: no warnings or errors';
+  return `agent log: ${[...counts].map(([m, c]) => `${c} x "${m.length > 90 ? `${m.slice(0, 90)}...` : m}"`).join(', ')}`;
 }
 
 export const round = (v: number, digits = 2): number => Math.round(v * 10 ** digits) / 10 ** digits;

@@ -9,6 +9,7 @@
  *     rate:   --rate R commits/s for --duration-ms, paced against absolute deadlines
  *     max:    as fast as possible for --duration-ms
  *     bulk:   --count N transactions of --rows R rows of ~--row-bytes B text each, at --rate R tx/s (0 = unpaced)
+ *     rate and paced bulk: --pause-every K --pause-ms M inserts a quiet moment every K commits
  *
  * Prints "ready" once the database is open, starts on a line "go" on stdin, writes the commit log
  * to --out as JSON ({ k, endUs, latUs }: arrays; endUs = process.hrtime in µs, CLOCK_MONOTONIC,
@@ -35,6 +36,8 @@ const { values } = parseArgs({
     'row-bytes': { type: 'string', default: '1000' },
     seed: { type: 'string', default: '7' },
     synchronous: { type: 'string', default: 'NORMAL' },
+    'pause-every': { type: 'string', default: '0' },
+    'pause-ms': { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -101,21 +104,30 @@ async function run(): Promise<void> {
     const count = num('count');
     const lo = num('min-gap-ms');
     const hi = num('max-gap-ms');
+    // A gap before every commit, the first included: each one follows a quiet period, as in a
+    // sparse app (and not the agent's startup upload, which the sync interval spaces from).
     for (let k = 1; k <= count; k++) {
+      await sleep(lo + rng.next() * (hi - lo));
       commit(k);
-      if (k < count) await sleep(lo + rng.next() * (hi - lo));
     }
   } else if (mode === 'rate' || (mode === 'bulk' && num('rate') > 0)) {
     const rate = num('rate');
     const periodUs = 1e6 / rate;
     const count = mode === 'bulk' ? num('count') : Math.round((num('duration-ms') / 1000) * rate);
-    const start = nowUs();
+    const pauseEvery = num('pause-every');
+    const pauseMs = num('pause-ms');
+    let start = nowUs();
     let k = 1;
     while (k <= count) {
       const due = start + (k - 1) * periodUs;
       const now = nowUs();
       if (now >= due) {
         commit(k++);
+        if (pauseEvery > 0 && (k - 1) % pauseEvery === 0 && k <= count) {
+          // A quiet moment, as bursty apps have; the schedule resumes after it.
+          await sleep(pauseMs);
+          start += pauseMs * 1000;
+        }
         continue;
       }
       // Timers have ~1 ms granularity: wake a little early and commit what is due.

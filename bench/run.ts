@@ -5,24 +5,44 @@ import type { BenchRow } from './bench-row.js';
 import { benchWal } from './wal-bench.js';
 import { benchSegment } from './segment-bench.js';
 import { benchLag } from './lag-bench.js';
+import { benchOverhead } from './overhead-bench.js';
+import { benchRestore } from './restore-bench.js';
+import { benchIdle } from './idle-bench.js';
 
 /**
- * `npm run bench`: hot-path benchmarks. Prints a table and writes bench/results/<time>.json.
+ * `npm run bench`: hot-path benchmarks (WAL, segments) and the real agent end to end (lag, app overhead,
+ * agent cost, idle cost, restore, the cron baseline). Prints a table and writes bench/results/<time>.json.
  * Every row says how it was measured; ratios are against baselines measured in the same run.
  */
 async function main(): Promise<void> {
   const only = process.argv[2];
-  const suites: [string, () => Promise<BenchRow[]>][] = [
-    ['wal', benchWal],
-    ['segment', benchSegment],
-    ['lag', benchLag],
+  // [name, run, background]: a background suite measures only its own processes (idle agents),
+  // so when everything runs it starts first and runs alongside the others, keeping the whole
+  // bench under 5 minutes.
+  const suites: [string, () => Promise<BenchRow[]>, boolean][] = [
+    ['wal', benchWal, false],
+    ['segment', benchSegment, false],
+    ['lag', benchLag, false],
+    ['overhead', benchOverhead, false],
+    ['restore', benchRestore, false],
+    ['idle', benchIdle, true],
   ];
+  if (only && !suites.some(([name]) => name === only)) throw new Error(`unknown suite ${only}; suites: ${suites.map(([n]) => n).join(', ')}`);
+  const started = performance.now();
+  const background = suites
+    .filter(([name, , bg]) => bg && (!only || only === name))
+    .map(([name, run]) => {
+      process.stderr.write(`starting ${name} benchmarks in the background...\n`);
+      return run();
+    });
   const rows: BenchRow[] = [];
-  for (const [name, run] of suites) {
-    if (only && only !== name) continue;
-    process.stderr.write(`running ${name} benchmarks...\n`);
+  for (const [name, run, bg] of suites) {
+    if (bg || (only && only !== name)) continue;
+    process.stderr.write(`running ${name} benchmarks... (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
     rows.push(...(await run()));
   }
+  for (const b of background) rows.push(...(await b));
+  process.stderr.write(`all done in ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
   const nameW = Math.max(4, ...rows.map((r) => r.name.length));
   const valW = Math.max(5, ...rows.map((r) => fmt(r.value).length));
   process.stdout.write(`${'row'.padEnd(nameW)}  ${'value'.padStart(valW)}  unit      how\n`);

@@ -1,0 +1,171 @@
+/**
+ * Issue rows 4 (agent CPU and peak RSS per GB of WAL shipped) and 5 (restore time against
+ * `.backup` of the same database), from one build: a ~300 MB database written through the real
+ * agent in a few thousand transactions, so the replica holds a tiny snapshot and ~900 segments.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { BenchRow } from './bench-row.js';
+import { openStorage } from '../src/storage/open-storage.js';
+import { decodeSegment, iterateTransactions } from '../src/segment/segment-codec.js';
+import { startS3Server, type S3TestServer } from '../test/storage/s3-server.js';
+import { readK, seedDatabase } from './app-db.js';
+import { FileReplicaWatcher, MB, logProblems, procStats, removeDir, round, runCli, startAgent, startWriter, tempDir, waitForSnapshot } from './agent-harness.js';
+
+const TXS = Number(process.env['PITR_BENCH_RESTORE_TXS'] ?? 2000);
+const ROWS_PER_TX = 100;
+const ROW_BYTES = 1000;
+const TX_RATE = 100;
+const PAUSE_EVERY = 50;
+const PAUSE_MS = 200;
+const WAL_FRAME_HEADER = 24;
+
+interface RestoreJson {
+  txid: number;
+  segments: number;
+  bytes: number;
+  durationMs: number;
+}
+
+function timeRestore(replica: string, out: string, extra: string[], env: Record<string, string> = {}): { wallS: number; json: RestoreJson } {
+  const r = runCli(['restore', replica, '-o', out, '--json', ...extra], env);
+  return { wallS: r.wallMs / 1000, json: JSON.parse(r.stdout) as RestoreJson };
+}
+
+function pageCount(path: string): number {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return db.pragma('page_count', { simple: true }) as number;
+  } finally {
+    db.close();
+  }
+}
+
+export async function benchRestore(): Promise<BenchRow[]> {
+  const dir = tempDir('restore');
+  let s3: S3TestServer | undefined;
+  try {
+    // ---- build the database through the agent ----
+    const db = join(dir, 'src', 'app.db');
+    mkdirSync(join(dir, 'src'), { recursive: true });
+    mkdirSync(join(dir, 'out'), { recursive: true });
+    seedDatabase(db, 0);
+    const replica = join(dir, 'replica');
+    process.stderr.write(`  restore: writing ${TXS} transactions (~${((TXS * ROWS_PER_TX * ROW_BYTES) / MB).toFixed(0)} MB of rows) through the agent...\n`);
+    const agent = startAgent([db, replica, '--state-dir', join(dir, 'state'), '--sync-interval', '0']);
+    const storage = await openStorage(replica);
+    const snap = await waitForSnapshot(storage, 120_000, agent);
+    const watcher = new FileReplicaWatcher(replica);
+    const writer = startWriter(
+      ['--db', db, '--mode', 'bulk', '--count', String(TXS), '--rows', String(ROWS_PER_TX), '--row-bytes', String(ROW_BYTES), '--rate', String(TX_RATE), '--pause-every', String(PAUSE_EVERY), '--pause-ms', String(PAUSE_MS)],
+      join(dir, 'commits.json'),
+    );
+    await writer.ready;
+    const before = procStats(agent.pid);
+    const t0 = performance.now();
+    writer.go();
+    await writer.done;
+    const writeS = (performance.now() - t0) / 1000;
+    await watcher.settle(1000);
+    const catchUpS = (performance.now() - t0) / 1000 - writeS - 1;
+    const after = procStats(agent.pid);
+    watcher.close();
+    const problems = logProblems(agent.stderr());
+    await agent.stop();
+    const generations = new Set(watcher.snapshots().map((s) => s.generation)).size;
+
+    // WAL bytes shipped: every page image of every transaction in the replica, as a WAL frame.
+    let pages = 0;
+    let pageSize = 4096;
+    let segmentBytes = 0;
+    for (const o of await storage.list('generations/')) {
+      if (!o.key.endsWith('.seg')) continue;
+      segmentBytes += o.size;
+      const { header, body } = await decodeSegment(readFileSync(join(replica, ...o.key.split('/'))), o.key);
+      pageSize = header.pageSize;
+      for (const tx of iterateTransactions(body, header.pageSize)) pages += tx.pages.length;
+    }
+    const walBytes = pages * (pageSize + WAL_FRAME_HEADER);
+    const segments = watcher.segments().length;
+    const cpuS = after.cpuSeconds - before.cpuSeconds;
+    const buildHow =
+      `real agent (\`pitr replicate DB DIR --sync-interval 0\`) while an app-writer child commits ${TXS} transactions of ${ROWS_PER_TX} rows x ~${ROW_BYTES} B of text (indexed) into an empty database, ` +
+      `paced at ${TX_RATE} tx/s with a ${PAUSE_MS} ms pause every ${PAUSE_EVERY} (paced so the WAL is recycled and the run stays one generation; see the lag rows) in ${writeS.toFixed(1)} s, replica caught up ${Math.max(0, catchUpS).toFixed(1)} s later; ` +
+      `${(walBytes / MB).toFixed(0)} MB of WAL shipped (${pages} page images x (${pageSize} + 24) B, counted by decoding every segment in the replica), ${segments} segments, ${(segmentBytes / MB).toFixed(0)} MB stored; ${generations} generation(s); ${problems}`;
+
+    // ---- baselines: .backup of the same database ----
+    const src = new Database(db);
+    src.pragma('wal_checkpoint(TRUNCATE)');
+    src.close();
+    const dbBytes = statSync(db).size;
+    const dbPages = pageCount(db);
+    process.stderr.write(`  restore: baselines and restores of the ${(dbBytes / MB).toFixed(0)} MB database...\n`);
+    const t1 = performance.now();
+    const bk = spawnSync('sqlite3', [db, `.backup '${join(dir, 'out', 'backup-cli.db')}'`], { encoding: 'utf8' });
+    const cliBackupS = (performance.now() - t1) / 1000;
+    if (bk.status !== 0) throw new Error(`sqlite3 .backup failed: ${bk.stderr}`);
+    const srcDb = new Database(db, { readonly: true });
+    const t2 = performance.now();
+    await srcDb.backup(join(dir, 'out', 'backup-bs3.db'));
+    const bs3BackupS = (performance.now() - t2) / 1000;
+    srcDb.close();
+
+    // ---- restores from the file replica ----
+    const mid = snap.txid + Math.floor(TXS / 2);
+    const latestFile = timeRestore(replica, join(dir, 'out', 'latest-file.db'), []);
+    if (readK(join(dir, 'out', 'latest-file.db')) !== TXS || pageCount(join(dir, 'out', 'latest-file.db')) !== dbPages) throw new Error('latest restore from file does not match the source');
+    const midFile = timeRestore(replica, join(dir, 'out', 'mid-file.db'), ['--txid', String(mid)]);
+    if (readK(join(dir, 'out', 'mid-file.db')) !== mid - snap.txid) throw new Error('mid restore from file holds the wrong commit');
+    const ic = new Database(join(dir, 'out', 'latest-file.db'), { readonly: true });
+    const t3 = performance.now();
+    ic.pragma('integrity_check');
+    const integrityS = (performance.now() - t3) / 1000;
+    ic.close();
+
+    // ---- the same replica in S3 (copied object by object), restores from there ----
+    s3 = await startS3Server({ bucket: 'pitr-bench' });
+    Object.assign(process.env, s3.env);
+    const s3Url = s3.url('restore');
+    const s3Store = await openStorage(s3Url);
+    const objects = await storage.list('generations/');
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < objects.length) {
+          const o = objects[next++]!;
+          await s3Store.put(o.key, readFileSync(join(replica, ...o.key.split('/'))));
+        }
+      }),
+    );
+    await s3Store.close();
+    await storage.close();
+    const latestS3 = timeRestore(s3Url, join(dir, 'out', 'latest-s3.db'), [], s3.env);
+    if (readK(join(dir, 'out', 'latest-s3.db')) !== TXS) throw new Error('latest restore from S3 does not match the source');
+    const midS3 = timeRestore(s3Url, join(dir, 'out', 'mid-s3.db'), ['--txid', String(mid)], s3.env);
+    if (readK(join(dir, 'out', 'mid-s3.db')) !== mid - snap.txid) throw new Error('mid restore from S3 holds the wrong commit');
+
+    const perGb = 1e9 / walBytes;
+    const restoreHow = (r: { wallS: number; json: RestoreJson }, from: string, target: string): string =>
+      `wall time of \`pitr restore ${from} -o OUT --json${target}\` as a child process (Node start, one LIST, snapshot + ${r.json.segments} segments = ${(r.json.bytes / MB).toFixed(0)} MB fetched 4 at a time, checksums, page writes, fsync, PRAGMA integrity_check, rename; the command reports ${(r.json.durationMs / 1000).toFixed(2)} s); ` +
+      `output checked (meta.k and page count); the ${(dbBytes / MB).toFixed(0)} MB database built as in agent.cpu-per-gb-wal`;
+    const baseHow = `\`sqlite3 SRC ".backup OUT"\` of the same ${(dbBytes / MB).toFixed(0)} MB source (checkpointed, in page cache), wall time of the sqlite3 ${spawnSync('sqlite3', ['--version'], { encoding: 'utf8' }).stdout.split(' ')[0]} process`;
+    return [
+      { name: 'agent.cpu-per-gb-wal', value: round(cpuS * perGb, 1), unit: 'cpu-s/GB', how: `agent utime+stime (/proc/PID/stat) from the writer's start until the replica was caught up (${cpuS.toFixed(1)} s), scaled from ${(walBytes / MB).toFixed(0)} MB to 1 GB; ${buildHow}` },
+      { name: 'agent.peak-rss', value: round(after.peakRssBytes / MB, 0), unit: 'MB', how: `VmHWM of the agent after the same build (peak over its whole life, startup snapshot included; does not scale with WAL volume, so not divided per GB); target < 150 MB` },
+      { name: 'backup.sqlite3-cli', value: round(cliBackupS, 2), unit: 's', how: baseHow },
+      { name: 'backup.better-sqlite3', value: round(bs3BackupS, 2), unit: 's', how: `better-sqlite3 \`db.backup(OUT)\` (default: 100 pages per step, yielding between steps) of the same source, in the bench process` },
+      { name: 'restore.latest.file', value: round(latestFile.wallS, 2), unit: 's', how: restoreHow(latestFile, 'DIR', '') },
+      { name: 'restore.latest.file/backup', value: round(latestFile.wallS / cliBackupS, 2), unit: 'x', how: 'restore.latest.file / backup.sqlite3-cli, same run; target <= 2' },
+      { name: 'restore.mid.file', value: round(midFile.wallS, 2), unit: 's', how: restoreHow(midFile, 'DIR', ` --txid ${mid}`) },
+      { name: 'restore.latest.s3', value: round(latestS3.wallS, 2), unit: 's', how: `${restoreHow(latestS3, 'S3', '')}; from loopback s3rver (the file replica's objects copied there unchanged)` },
+      { name: 'restore.latest.s3/backup', value: round(latestS3.wallS / cliBackupS, 2), unit: 'x', how: 'restore.latest.s3 / backup.sqlite3-cli, same run' },
+      { name: 'restore.mid.s3', value: round(midS3.wallS, 2), unit: 's', how: restoreHow(midS3, 'S3', ` --txid ${mid}`) },
+      { name: 'restore.integrity-check', value: round(integrityS, 2), unit: 's', how: `PRAGMA integrity_check alone on the restored ${(dbBytes / MB).toFixed(0)} MB file (better-sqlite3, page cache warm): the part of every restore that .backup does not do` },
+    ];
+  } finally {
+    await s3?.close();
+    removeDir(dir);
+  }
+}

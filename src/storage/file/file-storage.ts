@@ -21,7 +21,7 @@ const STAT_CONCURRENCY = 32;
 
 // A concurrent delete() may prune the directory between our mkdir and our open; retrying a
 // couple of times recreates it. More than that means something else is wrong.
-const PUT_DIR_ATTEMPTS = 3;
+const PUT_DIR_ATTEMPTS = 5;
 
 /**
  * A replica in a local (or mounted) directory. Keys map to paths under `rootDir`. A put is
@@ -231,7 +231,16 @@ export class FileStorage implements StorageClient {
 
   private async openTemp(dir: string, key: string): Promise<{ handle: FileHandle; tmp: string }> {
     for (let attempt = 1; ; attempt++) {
-      await this.ensureDurableDir(dir, key);
+      try {
+        await this.ensureDurableDir(dir, key);
+      } catch (err) {
+        // A concurrent delete pruned an emptied parent while mkdir/fsync walked it: try again.
+        if (errnoCode((err as { cause?: unknown }).cause) === 'ENOENT' && attempt < PUT_DIR_ATTEMPTS) {
+          this.durableDirs.delete(dir);
+          continue;
+        }
+        throw err;
+      }
       const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
       try {
         // 'wx': a random name that already exists means something else writes here; never share it.

@@ -32,15 +32,7 @@ const MAX_HEARTBEAT_BYTES = 64 * 1024;
 export function encodeHeartbeat(h: Heartbeat): Uint8Array {
   const problem = heartbeatProblem(h);
   if (problem !== undefined) throw new RangeError(`encodeHeartbeat: ${problem}`);
-  const out = {
-    version: 1,
-    time: h.time,
-    generation: h.generation,
-    txid: h.txid,
-    commitTime: h.commitTime,
-    agent: { host: h.agent.host, pid: h.agent.pid, version: h.agent.version },
-  };
-  return new TextEncoder().encode(JSON.stringify(out) + '\n');
+  return new TextEncoder().encode(JSON.stringify(canonical(h)) + '\n');
 }
 
 /** Parse and validate; PitrError OBJECT_CORRUPT (naming `name`) for anything that is not a heartbeat. */
@@ -65,7 +57,11 @@ export function decodeHeartbeat(bytes: Uint8Array, name: string = HEARTBEAT_KEY)
   }
   const problem = heartbeatProblem(value);
   if (problem !== undefined) fail(problem);
-  const h = value as Heartbeat;
+  return canonical(value as Heartbeat);
+}
+
+/** Only the known fields, in a fixed order: unknown keys neither round-trip nor get written. */
+function canonical(h: Heartbeat): Heartbeat {
   return {
     version: 1,
     time: h.time,

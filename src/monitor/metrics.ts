@@ -10,6 +10,8 @@ export interface MetricsSource {
   spoolBytes(): number;
   lastSnapshotAt(): number;
   replicas(): { url: string; lagSeconds: number; lastTxid: number; lastCommitTime: number; healthy: boolean }[];
+  /** Include Node's process metrics (CPU, memory, event loop) as pitr_process_*. */
+  processMetrics?: boolean;
 }
 
 /**
@@ -34,7 +36,7 @@ export class AgentMetrics {
   constructor(private readonly source: MetricsSource) {
     const r = this.registry;
     const db = source.db;
-    collectDefaultMetrics({ register: r, prefix: 'pitr_process_' });
+    if (source.processMetrics ?? true) collectDefaultMetrics({ register: r, prefix: 'pitr_process_' });
     const gauge = <L extends string>(name: string, help: string, labelNames: L[], collect: (g: Gauge<L>) => void): Gauge<L> =>
       new Gauge<L>({
         name,

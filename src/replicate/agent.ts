@@ -123,6 +123,9 @@ export class Agent {
       spoolBytes: () => this.spool.totalBytes(),
       lastSnapshotAt: () => this.lastSnapshotAt,
       replicas: () => this.health().replicas,
+      // The process collector's event-loop monitor wakes the agent ~190 times a second: only
+      // pay for it when someone scrapes.
+      processMetrics: this.opts.listen !== undefined,
     });
     if (this.opts.listen) {
       const started = await startMonitorServer(this.opts.listen, {
@@ -326,7 +329,9 @@ export class Agent {
       }
       if (r.checkpoint) this.log.debug('checkpoint', { ...r.checkpoint });
     } catch (err) {
-      this.log.error('capture pass failed; will retry on the next change', { err });
+      // Committed frames may be waiting in the WAL; an idle app would never trigger another pass.
+      this.log.error('capture pass failed; retrying in 1s', { err });
+      if (!this.stopping) this.timers.push(setTimeout(() => this.schedulePass(false), 1000));
     }
   }
 

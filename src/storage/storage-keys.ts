@@ -1,3 +1,4 @@
+import { PitrError } from '../errors.js';
 import type { ByteRange, ObjectInfo } from './storage-client.js';
 
 /** Names of in-flight writes in the file backend; reserved in every backend. */
@@ -49,4 +50,14 @@ export function toBytes(chunk: unknown): Uint8Array {
 
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A put's body stream failed: nothing was stored. */
+export function bodyReadError(url: string, key: string, err: unknown): PitrError {
+  return new PitrError(
+    'STORAGE_IO',
+    `put of "${key}" to ${url} failed: reading the body failed: ${messageOf(err)}`,
+    'The source of the object failed; nothing was stored. See the cause for details.',
+    { cause: err },
+  );
 }

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 
 import { errnoCode, isPitrError, PitrError } from '../../errors.js';
 import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../storage-client.js';
-import { TEMP_PREFIX, checkRange, keyProblem, messageOf, sortByKey, toBytes } from '../storage-keys.js';
+import { TEMP_PREFIX, checkRange, keyProblem, messageOf, sortByKey, toBytes, bodyReadError } from '../storage-keys.js';
 import { fsyncDir } from '../../util/fs-atomic.js';
 
 /**
@@ -339,12 +339,7 @@ export class FileStorage implements StorageClient {
     } catch (err) {
       if (signal?.aborted) throw this.abortError(signal, 'put', key);
       if (isPitrError(err)) throw err;
-      throw new PitrError(
-        'STORAGE_IO',
-        `put of "${key}" to ${this.url} failed: reading the body failed: ${messageOf(err)}`,
-        'The source of the object failed; nothing was stored. See the cause for details.',
-        { cause: err },
-      );
+      throw bodyReadError(this.url, key, err);
     } finally {
       // Release the source's resources; not awaited, since a stalled source may never settle.
       if (!finished) body.destroy();

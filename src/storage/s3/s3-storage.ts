@@ -21,7 +21,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { isPitrError, PitrError } from '../../errors.js';
 import type { S3ReplicaUrl } from '../open-storage.js';
 import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../storage-client.js';
-import { checkRange, keyProblem, messageOf, sortByKey, toBytes } from '../storage-keys.js';
+import { checkRange, keyProblem, messageOf, sortByKey, toBytes, bodyReadError } from '../storage-keys.js';
 
 /** Bodies up to this size go up in one PutObject; larger ones, and every stream, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
@@ -382,12 +382,7 @@ export class S3Storage implements StorageClient {
           next = await this.nextOrAbort(chunks, signal, key);
         } catch (err) {
           if (isPitrError(err)) throw err;
-          throw new PitrError(
-            'STORAGE_IO',
-            `put of "${key}" to ${this.url} failed: reading the body failed: ${messageOf(err)}`,
-            'The source of the object failed; nothing was stored. See the cause for details.',
-            { cause: err },
-          );
+          throw bodyReadError(this.url, key, err);
         }
         if (next.done) break;
         const bytes = toBytes(next.value);

@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type Database from 'better-sqlite3';
-import { openAppDatabase, readSeq } from '../fixtures/app-schema.js';
+import { openAppDatabase, readSeq, appCommit } from '../fixtures/app-schema.js';
 import { digestDatabase } from '../fixtures/digest.js';
 import {
   inspectDatabase,
@@ -32,17 +32,7 @@ async function tempDir(): Promise<string> {
   return t;
 }
 
-/** One app transaction: bump meta.seq and write a row, so every commit changes the content. */
-function commit(db: Database.Database, n = 1): void {
-  const bump = db.prepare('UPDATE meta SET seq = seq + 1 WHERE id = 1');
-  const ins = db.prepare('INSERT INTO items (name, qty, price, payload) VALUES (?, ?, ?, ?)');
-  for (let i = 0; i < n; i++) {
-    db.transaction(() => {
-      bump.run();
-      ins.run(`item-${Date.now()}-${i}`, i, i * 1.5, Buffer.alloc(200 + (i % 7) * 300, i));
-    })();
-  }
-}
+const commit = appCommit;
 
 async function list(replica: string): Promise<ListOutput> {
   return runCliJson<ListOutput>(['list', replica, '--json']);

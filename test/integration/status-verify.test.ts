@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import type Database from 'better-sqlite3';
-import { openAppDatabase, readSeq } from '../fixtures/app-schema.js';
+import { openAppDatabase, readSeq, appCommit } from '../fixtures/app-schema.js';
 import { digestDatabase } from '../fixtures/digest.js';
 import {
   describeRun,
@@ -69,17 +69,7 @@ interface VerifyOutput {
   problems: { check: string; object?: string; code: string; message: string }[];
 }
 
-/** One app transaction: bump meta.seq and write a row, so every commit changes the content. */
-function commit(db: Database.Database, n = 1): void {
-  const bump = db.prepare('UPDATE meta SET seq = seq + 1 WHERE id = 1');
-  const ins = db.prepare('INSERT INTO items (name, qty, price, payload) VALUES (?, ?, ?, ?)');
-  for (let i = 0; i < n; i++) {
-    db.transaction(() => {
-      bump.run();
-      ins.run(`item-${Date.now()}-${i}`, i, i * 1.5, Buffer.alloc(200 + (i % 7) * 300, i));
-    })();
-  }
-}
+const commit = appCommit;
 
 function inspectPages(path: string): { pages: number; pageSize: number } {
   const d = new BetterSqlite3(path, { readonly: true, fileMustExist: true });

@@ -1,7 +1,6 @@
 import { Command, Option } from 'commander';
 import { resolve, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Agent } from '../replicate/agent.js';
 import { openStorage } from '../storage/open-storage.js';
 import { createLogger, type LogLevel } from '../log.js';
 import { readFileSync } from 'node:fs';
@@ -86,6 +85,9 @@ export function replicateCommand(): Command {
         };
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
+        // Loaded here, not at the top: the agent pulls in the watcher and metrics, which every
+        // other command (restore above all) would otherwise pay for at startup.
+        const { Agent } = await import('../replicate/agent.js');
         const agent = new Agent({
           dbPath,
           replicas,

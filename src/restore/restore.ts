@@ -1,4 +1,4 @@
-import { open, rename, unlink, stat, mkdir } from 'node:fs/promises';
+import { open, rename, unlink, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
@@ -6,8 +6,10 @@ import { PitrError, errnoCode } from '../errors.js';
 import type { StorageClient } from '../storage/storage-client.js';
 import { buildCatalog, type Catalog } from '../catalog/catalog.js';
 import { planRestore, type RestorePlan, type RestoreTarget } from './plan.js';
-import { decodeSegment, iterateTransactions } from '../segment/segment-codec.js';
+import { decodeSegment, iterateTransactions, type DecodedSegment } from '../segment/segment-codec.js';
+import { PageWriter } from './page-writer.js';
 import { readSnapshot } from '../segment/snapshot-codec.js';
+import type { SnapshotHeader } from '../segment/snapshot-codec.js';
 import type { SegmentEntry } from '../catalog/catalog.js';
 import { fsyncDir } from '../util/fs-atomic.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -18,8 +20,6 @@ export interface RestoreOptions {
   target: RestoreTarget;
   force?: boolean;
   dryRun?: boolean;
-  /** Segments fetched ahead of the one being applied. */
-  concurrency?: number;
   signal?: AbortSignal;
   log?: Logger;
 }
@@ -64,8 +64,21 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 
   const tmp = join(dirname(output), `.${basename(output)}.pitr-restore-${randomBytes(4).toString('hex')}`);
   try {
-    const applied = await buildInto(tmp, opts.storage, plan, opts.concurrency ?? 4, opts.signal);
-    integrityCheck(tmp, output);
+    let applied: Applied;
+    const fh = await open(tmp, 'wx');
+    try {
+      applied = await buildInto(fh, opts.storage, plan, opts.signal);
+      // The fsync runs on libuv's pool while integrity_check reads the same pages on this thread.
+      const synced = fh.sync();
+      synced.catch(() => {});
+      try {
+        integrityCheck(tmp, output);
+      } finally {
+        await synced;
+      }
+    } finally {
+      await fh.close();
+    }
     if (opts.force) await removeSidecars(output);
     await rename(tmp, output);
     await fsyncDir(dirname(output));
@@ -126,70 +139,62 @@ interface Applied {
   dbSizePages: number;
 }
 
-async function buildInto(tmp: string, storage: StorageClient, plan: RestorePlan, concurrency: number, signal?: AbortSignal): Promise<Applied> {
-  await mkdir(dirname(tmp), { recursive: true });
-  const fh = await open(tmp, 'wx');
-  try {
-    // 1. Snapshot: pages arrive in order, so buffer them into large sequential writes.
-    const stream = await storage.getStream(plan.snapshot.key, { signal });
-    const chunk = Buffer.allocUnsafe(1 << 20);
-    let used = 0;
-    let pos = 0;
-    const header = await readSnapshot(
-      stream,
-      async (_pgno, data) => {
-        if (used + data.length > chunk.length) {
-          await fh.write(chunk, 0, used, pos);
-          pos += used;
-          used = 0;
-        }
-        chunk.set(data, used);
-        used += data.length;
-      },
-      { name: plan.snapshot.key, signal },
-    );
-    if (used > 0) await fh.write(chunk, 0, used, pos);
-    if (header.txid !== plan.snapshot.txid || header.generation !== plan.generation) {
-      throw new PitrError('OBJECT_CORRUPT', `snapshot ${plan.snapshot.key} says txid ${header.txid} of generation ${header.generation}, its name says otherwise`, 'the object was renamed or replaced; restore another point or generation');
-    }
-    const pageSize = header.pageSize;
-    let size = header.dbSizePages;
-    let txid = header.txid;
-    let commitTime = header.commitTime;
+/** Segments fetched and inflated ahead of the one being applied: at most this many... */
+const READ_AHEAD_OBJECTS = 16;
+/** ...and at most this many stored bytes beyond the first (decoded bodies may be a few times more). */
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 
-    // 2. Segments in txid order, fetched ahead with bounded parallelism, each verified before use.
-    const fetches: Promise<Uint8Array>[] = [];
-    const fetch = (i: number): Promise<Uint8Array> => {
-      const seg = plan.segments[i] as SegmentEntry;
-      const p = storage.get(seg.key, { signal });
-      p.catch(() => {}); // awaited below, in order; avoid an unhandled rejection meanwhile
-      return p;
+/**
+ * Write the snapshot, then apply the segments, into a new file at `tmp`; returns once every page is
+ * written (not yet fsync'd: the caller overlaps the fsync with the integrity check).
+ */
+async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<Applied> {
+  const header = await writeSnapshot(fh, storage, plan, signal);
+  if (header.txid !== plan.snapshot.txid || header.generation !== plan.generation) {
+    throw new PitrError('OBJECT_CORRUPT', `snapshot ${plan.snapshot.key} says txid ${header.txid} of generation ${header.generation}, its name says otherwise`, 'the object was renamed or replaced; restore another point or generation');
+  }
+  const pageSize = header.pageSize;
+  let txid = header.txid;
+  let commitTime = header.commitTime;
+
+  // Segments in txid order, fetched and inflated ahead (inflate runs on libuv's pool, so several
+  // at once use every core), each verified before use; pages applied last-writer-wins.
+  const pages = new PageWriter(fh, pageSize, header.dbSizePages);
+  try {
+    const segments = plan.segments;
+    const ahead: (Promise<DecodedSegment> | undefined)[] = [];
+    let fetched = 0;
+    let aheadBytes = 0;
+    const fill = (from: number): void => {
+      while (fetched < segments.length && fetched - from < READ_AHEAD_OBJECTS && (fetched === from || aheadBytes < READ_AHEAD_BYTES)) {
+        const seg = segments[fetched] as SegmentEntry;
+        const p = storage.get(seg.key, { signal }).then((bytes) => decodeSegment(bytes, seg.key));
+        p.catch(() => {}); // awaited below, in order; avoid an unhandled rejection meanwhile
+        ahead[fetched++] = p;
+        aheadBytes += seg.size;
+      }
     };
-    for (let i = 0; i < Math.min(concurrency, plan.segments.length); i++) fetches.push(fetch(i));
     let done = false;
-    for (let i = 0; i < plan.segments.length && !done; i++) {
-      const seg = plan.segments[i] as SegmentEntry;
-      const bytes = await (fetches[i] as Promise<Uint8Array>);
-      if (i + concurrency < plan.segments.length) fetches.push(fetch(i + concurrency));
-      const { header: sh, body } = await decodeSegment(bytes, seg.key);
+    for (let i = 0; i < segments.length && !done; i++) {
+      fill(i);
+      const seg = segments[i] as SegmentEntry;
+      const { header: sh, body } = await (ahead[i] as Promise<DecodedSegment>);
+      ahead[i] = undefined; // let the body go once its pages are written
+      aheadBytes -= seg.size;
       if (sh.firstTxid !== seg.firstTxid || sh.lastTxid !== seg.lastTxid || sh.generation !== plan.generation || sh.pageSize !== pageSize) {
         throw new PitrError('OBJECT_CORRUPT', `segment ${seg.key} header does not match its name (txid ${sh.firstTxid}..${sh.lastTxid}, generation ${sh.generation})`, 'the object was renamed or replaced; restore another point');
       }
       if (sh.firstTxid > txid + 1) {
         throw new PitrError('CHAIN_BROKEN', `segment ${seg.key} starts at txid ${sh.firstTxid} but the restore is at ${txid}`, 'objects are missing from the replica; restore a point before the hole');
       }
+      await pages.retain(body.byteLength);
       for (const tx of iterateTransactions(body, pageSize)) {
         if (tx.txid <= txid) continue;
         if (tx.txid > plan.stopTxid || (plan.stopTime !== undefined && tx.commitTime > plan.stopTime)) {
           done = true;
           break;
         }
-        for (const p of tx.pages) {
-          if (p.pgno <= tx.dbSizePages) await fh.write(p.data, 0, p.data.length, (p.pgno - 1) * pageSize);
-        }
-        // A shrinking transaction drops the pages past its end, as a checkpoint would.
-        if (tx.dbSizePages < size) await fh.truncate(tx.dbSizePages * pageSize);
-        size = tx.dbSizePages;
+        pages.apply(tx);
         txid = tx.txid;
         commitTime = tx.commitTime;
       }
@@ -197,12 +202,54 @@ async function buildInto(tmp: string, storage: StorageClient, plan: RestorePlan,
     if (plan.target.kind === 'txid' && txid !== plan.stopTxid) {
       throw new PitrError('CHAIN_BROKEN', `restore reached txid ${txid}, not the requested ${plan.stopTxid}`, 'objects are missing from the replica; see `pitr list`');
     }
-    await fh.truncate(size * pageSize);
-    await fh.sync();
-    return { txid, commitTime, pageSize, dbSizePages: size };
+    await pages.finish();
   } finally {
-    await fh.close();
+    // Never leave writes running against a file the caller is about to close and delete.
+    await pages.settle().catch(() => {});
   }
+  return { txid, commitTime, pageSize, dbSizePages: pages.sizePages };
+}
+
+/** Stream the snapshot's pages (which arrive in order) into large sequential writes, double-buffered. */
+async function writeSnapshot(fh: FileHandle, storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<SnapshotHeader> {
+  const stream = await storage.getStream(plan.snapshot.key, { signal });
+  let chunk = Buffer.allocUnsafe(SNAPSHOT_WRITE_BYTES);
+  let spare = Buffer.allocUnsafe(SNAPSHOT_WRITE_BYTES);
+  let used = 0;
+  let pos = 0;
+  let writing: Promise<unknown> = Promise.resolve();
+  const flush = async (): Promise<void> => {
+    await writing; // the spare buffer is free again once its write is done
+    const full = chunk;
+    const at = pos;
+    const len = used;
+    writing = writeFully(fh, full, len, at);
+    [chunk, spare] = [spare, full];
+    pos += used;
+    used = 0;
+  };
+  try {
+    const header = await readSnapshot(
+      stream,
+      async (_pgno, data) => {
+        if (used + data.length > chunk.length) await flush();
+        chunk.set(data, used);
+        used += data.length;
+      },
+      { name: plan.snapshot.key, signal },
+    );
+    if (used > 0) await flush();
+    return header;
+  } finally {
+    await writing;
+  }
+}
+
+const SNAPSHOT_WRITE_BYTES = 4 * 1024 * 1024;
+
+async function writeFully(fh: FileHandle, buf: Buffer, len: number, pos: number): Promise<void> {
+  let done = 0;
+  while (done < len) done += (await fh.write(buf, done, len - done, pos + done)).bytesWritten;
 }
 
 /** The exact transaction a plan ends at; downloads at most the one segment a time target falls inside. */

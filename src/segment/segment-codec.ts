@@ -1,5 +1,5 @@
-import { createInflateRaw, deflateRaw } from 'node:zlib';
-import { promisify } from 'node:util';
+import { createInflateRaw } from 'node:zlib';
+import { deflateParallel } from './deflate-parallel.js';
 import { PitrError } from '../errors.js';
 import {
   DEFAULT_DEFLATE_LEVEL,
@@ -34,10 +34,6 @@ import { COMMIT_RECORD_LENGTH, RECORD_TAG_LENGTH, getU53 } from './segment-body.
 import { parseObjectKey } from './object-names.js';
 import type { SegmentHeader, TxRecord } from './segment-types.js';
 
-const deflateRawAsync = promisify(deflateRaw);
-
-/** Async zlib hands the work to the pool one output chunk at a time: 256 KiB keeps round trips few. */
-const ZLIB_CHUNK = 256 * 1024;
 /** Largest single output buffer for inflate; bigger bodies come back in a few chunks. */
 const MAX_INFLATE_CHUNK = 64 * 1024 * 1024;
 
@@ -196,7 +192,7 @@ export async function encodeSegment(h: SegmentHeaderInput, body: Uint8Array, opt
 
   const stored =
     header.compression === 'deflate'
-      ? await deflateRawAsync(body, { level, chunkSize: Math.min(ZLIB_CHUNK, Math.max(16 * 1024, body.length)) })
+      ? await deflateParallel(body, level)
       : body;
   const prefix = encodePrefix(SEGMENT_MAGIC, { ...header });
   const out = new Uint8Array(prefix.length + stored.length + TRAILER_LENGTH);

@@ -1,0 +1,38 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { inflateRawSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { DEFLATE_SLICE_BYTES, deflateParallel } from '../../src/segment/deflate-parallel.js';
+
+/** Half compressible text, half random bytes, so slices differ and matches exist within them. */
+function body(bytes: number): Uint8Array {
+  const out = Buffer.alloc(bytes);
+  const text = Buffer.from('id=42;email=user@example.com;status=paid;city=oslo;');
+  for (let at = 0; at < bytes; at += 8192) {
+    out.fill(text, at, Math.min(bytes, at + 4096));
+    if (at + 4096 < bytes) randomBytes(Math.min(4096, bytes - at - 4096)).copy(out, at + 4096);
+  }
+  return out;
+}
+
+describe('deflateParallel', () => {
+  for (const size of [0, 1, 4096, DEFLATE_SLICE_BYTES, DEFLATE_SLICE_BYTES * 1.5 + 1, DEFLATE_SLICE_BYTES * 4, DEFLATE_SLICE_BYTES * 5 + 100, DEFLATE_SLICE_BYTES * 5 + DEFLATE_SLICE_BYTES / 2 + 7]) {
+    it(`gives one raw deflate stream that any inflater reads back (${size} bytes)`, async () => {
+      const input = body(Math.floor(size));
+      const stored = await deflateParallel(input, 1);
+      // info: the engine must consume every stored byte, i.e. the slices form ONE stream that
+      // ends with the last slice's final block, not several streams back to back.
+      const r = inflateRawSync(stored, { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      assert.ok(Buffer.from(input).equals(r.buffer), 'round trip');
+      assert.equal(r.engine.bytesWritten, stored.length, 'stray bytes after the final block');
+    });
+  }
+
+  it('compresses about as well as one compressor over the whole body', async () => {
+    const input = body(DEFLATE_SLICE_BYTES * 8);
+    const { deflateRawSync } = await import('node:zlib');
+    const whole = deflateRawSync(input, { level: 1 }).length;
+    const sliced = (await deflateParallel(input, 1)).length;
+    assert.ok(sliced <= whole * 1.01, `sliced ${sliced} vs whole ${whole}`);
+  });
+});

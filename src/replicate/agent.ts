@@ -8,7 +8,7 @@ import { Capture, QUIET_MS } from './capture.js';
 import { Spool } from './spool.js';
 import { Shipper } from './shipper.js';
 import { loadPosition } from './position.js';
-import { planRetention } from './retention.js';
+import { nextRetentionKeepFrom, planRetention } from './retention.js';
 import { writeSnapshotToSpool } from './snapshotter.js';
 import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import type { Logger } from '../log.js';
@@ -77,6 +77,12 @@ export class Agent {
   private lastSnapshotAt = 0;
   private watcher: FSWatcher | undefined;
   private timers: NodeJS.Timeout[] = [];
+  /**
+   * Per replica, what the last retention check saw: how many objects the shipper had shipped
+   * then, and when something in that listing becomes old enough to delete. Until one of the two
+   * changes, a check would find nothing, so an idle agent sends no LIST.
+   */
+  private retentionSeen = new Map<Shipper, { shipped: number; dueAt: number | undefined }>();
   private lastWalStat = '';
   private walBytes = 0;
   private stopping = false;
@@ -253,7 +259,8 @@ export class Agent {
     const retentionEvery = this.opts.retentionCheckMs ?? 3_600_000;
     if (this.opts.retentionMs > 0) {
       this.timers.push(setInterval(() => void this.enforceRetention(), retentionEvery));
-      this.timers.push(setTimeout(() => void this.enforceRetention(), Math.min(retentionEvery, 60_000)));
+      // Soon after start too: an agent that was down may find a backlog of expired objects.
+      this.timers.push(setTimeout(() => void this.enforceRetention(), Math.min(retentionEvery, 10_000)));
     }
   }
 
@@ -419,17 +426,28 @@ export class Agent {
   }
 
   private async enforceRetention(): Promise<void> {
-    const keepFrom = Date.now() - this.opts.retentionMs;
+    const now = Date.now();
+    const keepFrom = now - this.opts.retentionMs;
     for (const s of this.shippers) {
+      const seen = this.retentionSeen.get(s);
+      if (seen && seen.shipped === s.stats.objectsShipped && (seen.dueAt === undefined || now < seen.dueAt)) continue;
+      // Counted before the LIST: anything shipped meanwhile makes the next check list again.
+      const shipped = s.stats.objectsShipped;
       try {
-        const catalog = buildCatalog(await s.replica.list('generations/'));
-        const plan = planRetention(catalog, keepFrom, this.capture?.state.generation);
+        const objects = await s.replica.list('generations/');
+        const protect = this.capture?.state.generation;
+        const plan = planRetention(buildCatalog(objects), keepFrom, protect);
         const keys = [...plan.snapshots, ...plan.segments].map((e) => e.key);
-        if (keys.length === 0) continue;
-        await s.replica.delete(keys);
-        s.noteDeleted(plan.snapshots);
-        this.log.info('retention: removed objects older than the window', { replica: s.replica.url, objects: keys.length });
+        if (keys.length > 0) {
+          await s.replica.delete(keys);
+          s.noteDeleted(plan.snapshots);
+          this.log.info('retention: removed objects older than the window', { replica: s.replica.url, objects: keys.length });
+        }
+        const gone = new Set(keys);
+        const next = nextRetentionKeepFrom(buildCatalog(objects.filter((o) => !gone.has(o.key))), protect);
+        this.retentionSeen.set(s, { shipped, dueAt: next === undefined ? undefined : next + this.opts.retentionMs });
       } catch (err) {
+        this.retentionSeen.delete(s);
         this.log.warn('retention check failed; will retry', { replica: s.replica.url, err });
       }
     }

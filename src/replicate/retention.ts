@@ -40,3 +40,32 @@ function lastCommitTime(g: GenerationEntry): number {
   for (const s of g.segments) t = Math.max(t, s.lastTime);
   return t;
 }
+
+/**
+ * Pure: the earliest `keepFrom` at which planRetention would delete anything from this catalog,
+ * or undefined when nothing in it ever becomes deletable (e.g. one snapshot and its segments).
+ * With no new objects the plan only changes when keepFrom passes a snapshot's commit time or a
+ * generation's last commit, and it only grows as keepFrom grows, so a binary search over those
+ * moments finds it. The agent uses this to skip LISTing an idle replica until something is due.
+ */
+export function nextRetentionKeepFrom(catalog: Catalog, protect?: string): number | undefined {
+  const moments = new Set<number>();
+  for (const g of catalog.generations) {
+    for (const s of g.snapshots) moments.add(s.commitTime);
+    moments.add(lastCommitTime(g) + 1);
+  }
+  const sorted = [...moments].sort((a, b) => a - b);
+  const deletes = (keepFrom: number): boolean => {
+    const p = planRetention(catalog, keepFrom, protect);
+    return p.snapshots.length + p.segments.length > 0;
+  };
+  if (sorted.length === 0 || !deletes(sorted[sorted.length - 1] as number)) return undefined;
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (deletes(sorted[mid] as number)) hi = mid;
+    else lo = mid + 1;
+  }
+  return sorted[lo];
+}

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildCatalog } from '../../src/catalog/catalog.js';
 import { planRestore } from '../../src/restore/plan.js';
-import { planRetention } from '../../src/replicate/retention.js';
+import { nextRetentionKeepFrom, planRetention } from '../../src/replicate/retention.js';
 import { segmentKey, snapshotKey } from '../../src/segment/object-names.js';
 import { isPitrError } from '../../src/errors.js';
 import type { ObjectInfo } from '../../src/storage/storage-client.js';
@@ -146,6 +146,25 @@ describe('planRetention', () => {
   it('deletes nothing when the window covers everything', () => {
     const p = planRetention(c, 0);
     assert.equal(p.snapshots.length + p.segments.length, 0);
+  });
+
+  it('knows the first moment anything becomes deletable (so an idle agent need not LIST)', () => {
+    const deletes = (cat: typeof c, k: number, protect?: string): boolean => {
+      const p = planRetention(cat, k, protect);
+      return p.snapshots.length + p.segments.length > 0;
+    };
+    // Brute force over every millisecond of the catalogs' span.
+    const bruteForce = (cat: typeof c, protect?: string): number | undefined => {
+      for (let k = 0; k <= 7000; k++) if (deletes(cat, k, protect)) return k;
+      return undefined;
+    };
+    const onlyG2 = buildCatalog(objects.filter((o) => o.key.includes(G2)));
+    for (const [cat, protect] of [[c, undefined], [c, G1], [buildCatalog([...objects, snap(G2, 23, 5300)]), G2], [onlyG2, G2]] as const) {
+      assert.equal(nextRetentionKeepFrom(cat, protect), bruteForce(cat, protect));
+    }
+    // One snapshot and its segments: nothing ever goes.
+    assert.equal(nextRetentionKeepFrom(buildCatalog([snap(G2, 20, 5000), seg(G2, 21, 25, 5100, 5500)])), undefined);
+    assert.equal(nextRetentionKeepFrom(buildCatalog([])), undefined);
   });
 });
 

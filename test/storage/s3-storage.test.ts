@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { isPitrError } from '../../src/errors.js';
 import { openStorage, parseReplicaUrl } from '../../src/storage/open-storage.js';
-import { isRetryable, S3Storage } from '../../src/storage/s3/s3-storage.js';
+import { isRetryable, partSizeFor, S3Storage } from '../../src/storage/s3/s3-storage.js';
 import type { S3StorageOptions } from '../../src/storage/s3/s3-storage.js';
 import { assertCode, storageConformance } from './conformance.js';
 import { startS3Server } from './s3-server.js';
@@ -78,30 +78,44 @@ storageConformance(
 
 describe('S3Storage specifics', () => {
   describe('uploads', () => {
-    it('uploads a 40 MiB Readable as multipart and reads it back exactly', async () => {
-      const c = clientOn(server);
-      const seen = recordRequests(c);
-      try {
-        const written = createHash('sha256');
-        async function* produce(): AsyncGenerator<Buffer> {
-          // Odd chunk sizes, so part boundaries fall inside chunks.
-          for (let left = 40 * 1024 * 1024; left > 0;) {
-            const chunk = randomBytes(Math.min(left, 999_983));
-            written.update(chunk);
-            left -= chunk.length;
-            yield chunk;
+    for (const known of [true, false]) {
+      it(`uploads a 40 MiB Readable as multipart and reads it back exactly (size ${known ? 'given: 5 MiB parts' : 'unknown: 8 MiB parts'})`, async () => {
+        const c = clientOn(server);
+        const seen = recordRequests(c);
+        try {
+          const written = createHash('sha256');
+          async function* produce(): AsyncGenerator<Buffer> {
+            // Odd chunk sizes, so part boundaries fall inside chunks.
+            for (let left = 40 * 1024 * 1024; left > 0;) {
+              const chunk = randomBytes(Math.min(left, 999_983));
+              written.update(chunk);
+              left -= chunk.length;
+              yield chunk;
+            }
           }
+          await c.put('big/40mib', Readable.from(produce()), known ? { size: 40 * 1024 * 1024 } : {});
+          const read = await sha256Of(await c.getStream('big/40mib'));
+          assert.equal(read.size, 40 * 1024 * 1024);
+          assert.equal(read.hex, written.digest('hex'));
+          const commands = seen.map((r) => r.command);
+          assert.equal(commands.filter((n) => n === 'UploadPartCommand').length, known ? 8 : 5);
+          assert.equal(commands.filter((n) => n === 'CompleteMultipartUploadCommand').length, 1);
+          assert.equal(commands.filter((n) => n === 'PutObjectCommand').length, 0);
+        } finally {
+          await c.close();
         }
-        await c.put('big/40mib', Readable.from(produce()), { size: 40 * 1024 * 1024 });
-        const read = await sha256Of(await c.getStream('big/40mib'));
-        assert.equal(read.size, 40 * 1024 * 1024);
-        assert.equal(read.hex, written.digest('hex'));
-        const commands = seen.map((r) => r.command);
-        assert.equal(commands.filter((n) => n === 'UploadPartCommand').length, 5, '8 MiB parts');
-        assert.equal(commands.filter((n) => n === 'CompleteMultipartUploadCommand').length, 1);
-        assert.equal(commands.filter((n) => n === 'PutObjectCommand').length, 0);
-      } finally {
-        await c.close();
+      });
+    }
+
+    it('sizes parts to fit S3\'s 10,000 parts, never below its 5 MiB minimum', () => {
+      const MiB = 1024 * 1024;
+      assert.equal(partSizeFor(undefined), 8 * MiB);
+      assert.equal(partSizeFor(0), 5 * MiB);
+      assert.equal(partSizeFor(48 * 1024 * MiB), 5 * MiB);
+      for (const size of [50 * 1024 * MiB, 100 * 1024 * MiB + 1, 5 * 1024 * 1024 * MiB]) {
+        const part = partSizeFor(size);
+        assert.ok(Math.ceil(size / part) <= 10_000, `${size} bytes in ${part}-byte parts`);
+        assert.ok(Math.ceil(size / (part - MiB)) > 10_000, 'the smallest whole-MiB part that fits');
       }
     });
 
@@ -143,7 +157,7 @@ describe('S3Storage specifics', () => {
         await c.put('small', new Uint8Array(small));
         assert.deepEqual(seen.map((r) => r.command), ['PutObjectCommand']);
         await c.put('large', new Uint8Array(large));
-        assert.equal(seen.filter((r) => r.command === 'UploadPartCommand').length, 3);
+        assert.equal(seen.filter((r) => r.command === 'UploadPartCommand').length, 5, '5 MiB parts for a 20 MiB body');
         assert.ok(Buffer.from(await c.get('small')).equals(small));
         assert.ok(Buffer.from(await c.get('large')).equals(large));
       } finally {

@@ -25,10 +25,20 @@ import { checkRange, keyProblem, messageOf, sortByKey, toBytes, bodyReadError } 
 
 /** Bodies up to this size go up in one PutObject; larger ones, and every stream, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
-// 8 MiB parts, 2 in flight: a stream of any size costs a few tens of MiB of buffers, and 10,000
-// parts (S3's limit) still allow objects of 78 GiB.
-const PART_SIZE = 8 * 1024 * 1024;
+// Parts in flight at once. lib-storage holds about twice the part size per part (it concatenates
+// the stream's chunks into each part), so memory is a few part sizes whatever the object size.
 const PART_QUEUE = 2;
+// S3's smallest part (but the last) and most parts per upload.
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+// A stream of unknown length gets 8 MiB parts: objects up to 78 GiB.
+const UNKNOWN_SIZE_PART_SIZE = 8 * 1024 * 1024;
+
+/** The smallest part size (least memory) that fits `size` bytes into S3's 10,000 parts. */
+export function partSizeFor(size: number | undefined): number {
+  if (size === undefined) return UNKNOWN_SIZE_PART_SIZE;
+  return Math.max(MIN_PART_SIZE, Math.ceil(size / MAX_PARTS / (1024 * 1024)) * 1024 * 1024);
+}
 // S3's limit per DeleteObjects request.
 const DELETE_BATCH = 1000;
 // S3's limit on a key, in UTF-8 bytes, prefix included.
@@ -193,10 +203,10 @@ export class S3Storage implements StorageClient {
           }), { abortSignal: s }));
         return;
       }
-      await this.multipart(key, fullKey, body, signal);
+      await this.multipart(key, fullKey, body, body.length, signal);
       return;
     }
-    await this.multipart(key, fullKey, Readable.from(this.meter(body, key, opts.size, signal), { objectMode: false }), signal);
+    await this.multipart(key, fullKey, Readable.from(this.meter(body, key, opts.size, signal), { objectMode: false }), opts.size, signal);
   }
 
   async get(key: string, opts: RequestOptions & { range?: ByteRange } = {}): Promise<Uint8Array> {
@@ -324,11 +334,11 @@ export class S3Storage implements StorageClient {
   }
 
   /** Multipart (or, for a small stream, single) upload through lib-storage, with our retries. */
-  private async multipart(key: string, fullKey: string, body: Uint8Array | Readable, signal: AbortSignal | undefined): Promise<void> {
+  private async multipart(key: string, fullKey: string, body: Uint8Array | Readable, size: number | undefined, signal: AbortSignal | undefined): Promise<void> {
     const upload = new Upload({
       client: this.scopedClient(key, signal),
       params: { Bucket: this.settings.bucket, Key: fullKey, Body: body, ...this.putExtras },
-      partSize: PART_SIZE,
+      partSize: partSizeFor(size),
       queueSize: PART_QUEUE,
     });
     const onAbort = (): void => {

@@ -25,7 +25,7 @@ interface Idle {
   proxy?: CountingProxy;
 }
 
-export async function benchIdle(): Promise<BenchRow[]> {
+export async function benchIdle(ready: () => void = () => {}): Promise<BenchRow[]> {
   const dir = tempDir('idle');
   let s3: S3TestServer | undefined;
   const agents: Idle[] = [];
@@ -64,6 +64,7 @@ export async function benchIdle(): Promise<BenchRow[]> {
     // after start) is done, and V8 has finished the garbage collections that follow loading the
     // modules (measured: ~0.13% of a core for the first ~30 s of any Node process that loads the
     // AWS SDK, then ~0.06%). Then every agent is measured over the same window.
+    ready();
     await sleep(Math.max(1000, lastStart + SETTLE_MS - performance.now()));
     const start = agents.map((a) => ({ cpu: procStats(a.agent.pid).cpuSeconds, requests: a.proxy?.requests.length ?? 0 }));
     const t0 = performance.now();

@@ -4,7 +4,7 @@
  * agent in a few thousand transactions, so the replica holds a tiny snapshot and ~900 segments.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { BenchRow } from './bench-row.js';
@@ -29,13 +29,23 @@ interface RestoreJson {
   durationMs: number;
 }
 
-const RUNS = 2;
+const RUNS = 3;
+
+/**
+ * Write back every dirty page before a timed run. Each run ends with an fsync, and on ext4 an fsync
+ * may also wait for other files' dirty data (the previous run's output): without this, a run's
+ * time depends on what ran before it.
+ */
+function settleDisk(): void {
+  spawnSync('sync');
+}
 
 /** Best of RUNS wall times of `pitr restore` (each run into a fresh OUT; the last one is kept). */
 function timeRestore(replica: string, out: string, extra: string[], env: Record<string, string> = {}): { wallS: number; json: RestoreJson; all: number[] } {
   let best: { wallS: number; json: RestoreJson } | undefined;
   const all: number[] = [];
   for (let i = 0; i < RUNS; i++) {
+    settleDisk();
     const r = runCli(['restore', replica, '-o', out, '--json', '--force', ...extra], env);
     all.push(r.wallMs / 1000);
     if (!best || r.wallMs / 1000 < best.wallS) best = { wallS: r.wallMs / 1000, json: JSON.parse(r.stdout) as RestoreJson };
@@ -114,13 +124,19 @@ export async function benchRestore(): Promise<BenchRow[]> {
     const cliAll: number[] = [];
     const bs3All: number[] = [];
     for (let i = 0; i < RUNS; i++) {
+      const cliOut = join(dir, 'out', 'backup-cli.db');
+      const bs3Out = join(dir, 'out', 'backup-bs3.db');
+      rmSync(cliOut, { force: true });
+      rmSync(bs3Out, { force: true });
+      settleDisk();
       const t1 = performance.now();
-      const bk = spawnSync('sqlite3', [db, `.backup '${join(dir, 'out', `backup-cli-${i}.db`)}'`], { encoding: 'utf8' });
+      const bk = spawnSync('sqlite3', [db, `.backup '${cliOut}'`], { encoding: 'utf8' });
       cliAll.push((performance.now() - t1) / 1000);
       if (bk.status !== 0) throw new Error(`sqlite3 .backup failed: ${bk.stderr}`);
+      settleDisk();
       const srcDb = new Database(db, { readonly: true });
       const t2 = performance.now();
-      await srcDb.backup(join(dir, 'out', `backup-bs3-${i}.db`));
+      await srcDb.backup(bs3Out);
       bs3All.push((performance.now() - t2) / 1000);
       srcDb.close();
     }
@@ -164,9 +180,9 @@ export async function benchRestore(): Promise<BenchRow[]> {
     const perGb = 1e9 / walBytes;
     const runs = (xs: number[]): string => `best of ${RUNS}: ${xs.map((x) => x.toFixed(2)).join(' / ')} s`;
     const restoreHow = (r: { wallS: number; json: RestoreJson; all: number[] }, from: string, target: string): string =>
-      `${runs(r.all)}; wall time of \`pitr restore ${from} -o OUT --json${target}\` as a child process (Node start, one LIST, snapshot + ${r.json.segments} segments = ${(r.json.bytes / MB).toFixed(0)} MB fetched 4 at a time, checksums, page writes, fsync, PRAGMA integrity_check, rename; the command reports ${(r.json.durationMs / 1000).toFixed(2)} s); ` +
+      `${runs(r.all)}; wall time of \`pitr restore ${from} -o OUT --json${target}\` as a child process (Node start, one LIST, snapshot + ${r.json.segments} segments = ${(r.json.bytes / MB).toFixed(0)} MB fetched and inflated up to 16 objects ahead, checksums, newest image of each page written in sorted runs, fsync overlapped with PRAGMA integrity_check, rename; \`sync\` before each run; the command reports ${(r.json.durationMs / 1000).toFixed(2)} s); ` +
       `output checked (meta.k and page count); the ${(dbBytes / MB).toFixed(0)} MB database built as in agent.cpu-per-gb-wal`;
-    const baseHow = `${runs(cliAll)}; \`sqlite3 SRC ".backup OUT"\` of the same ${(dbBytes / MB).toFixed(0)} MB source (checkpointed, in page cache), wall time of the sqlite3 ${spawnSync('sqlite3', ['--version'], { encoding: 'utf8' }).stdout.split(' ')[0]} process`;
+    const baseHow = `${runs(cliAll)}; \`sqlite3 SRC ".backup OUT"\` of the same ${(dbBytes / MB).toFixed(0)} MB source (checkpointed, in page cache, dirty pages written back with \`sync\` before each run), wall time of the sqlite3 ${spawnSync('sqlite3', ['--version'], { encoding: 'utf8' }).stdout.split(' ')[0]} process`;
     return [
       { name: 'agent.cpu-per-gb-wal', value: round(cpuS * perGb, 1), unit: 'cpu-s/GB', how: `agent utime+stime (/proc/PID/stat) from the writer's start until the replica was caught up (${cpuS.toFixed(1)} s), scaled from ${(walBytes / MB).toFixed(0)} MB to 1 GB; ${buildHow}` },
       { name: 'agent.peak-rss', value: round(after.peakRssBytes / MB, 0), unit: 'MB', how: `VmHWM of the agent after the same build (peak over its whole life, startup snapshot included; does not scale with WAL volume, so not divided per GB); target < 150 MB` },

@@ -306,7 +306,17 @@ export class Capture {
     let bytes = 0;
     let txid = this.state.lastTxid;
     try {
-      let builder = new SegmentBodyBuilder(pageSize);
+      // What is left to build, so each builder starts big enough for its entry: an entry is cut
+      // after the commit that takes it past SPOOL_ENTRY_BYTES, so at most that plus one commit.
+      let left = 0;
+      let largest = 0;
+      for (const c of commits) {
+        const n = SegmentBodyBuilder.bodyBytes(pageSize, c.pgnos.length, 1);
+        left += n;
+        largest = Math.max(largest, n);
+      }
+      const nextBuilder = (): SegmentBodyBuilder => new SegmentBodyBuilder(pageSize, Math.min(left, SPOOL_ENTRY_BYTES + largest));
+      let builder = nextBuilder();
       const flush = async (): Promise<void> => {
         if (builder.txCount === 0) return;
         const body = builder.finish();
@@ -322,7 +332,8 @@ export class Capture {
           body,
         );
         bytes += body.length;
-        builder = new SegmentBodyBuilder(pageSize);
+        left -= body.length;
+        builder = nextBuilder();
       };
       for (const c of commits) {
         await readWalPages(fh, after, c.firstFrame, c.pgnos, (pgno, data) => builder.page(pgno, data));

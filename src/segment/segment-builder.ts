@@ -23,13 +23,24 @@ export class SegmentBodyBuilder {
   #firstTime: number | undefined;
   #lastTime: number | undefined;
 
-  constructor(pageSize: number) {
+  /**
+   * `expectedBytes`: the body size the caller expects to build, when it knows (capture does: it has
+   * the frame list before it reads a page). The buffer then starts at that size instead of growing
+   * by doubling, which copied each byte about twice on large passes (11% of the agent's JS time
+   * under a flat-out writer).
+   */
+  constructor(pageSize: number, expectedBytes = 0) {
     if (!Number.isInteger(pageSize) || pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE || (pageSize & (pageSize - 1)) !== 0) {
       throw new RangeError(`page size must be a power of two in ${MIN_PAGE_SIZE}..${MAX_PAGE_SIZE}, got ${pageSize}`);
     }
     this.pageSize = pageSize;
-    this.#buf = new Uint8Array(Math.max(MIN_CAPACITY, 4 * (pageSize + RECORD_TAG_LENGTH)));
+    this.#buf = new Uint8Array(Math.max(MIN_CAPACITY, 4 * (pageSize + RECORD_TAG_LENGTH), expectedBytes));
     this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /** Body bytes of `transactions` transactions writing `pages` page images in all. */
+  static bodyBytes(pageSize: number, pages: number, transactions: number): number {
+    return pages * (RECORD_TAG_LENGTH + pageSize) + transactions * COMMIT_RECORD_LENGTH;
   }
 
   /** Append one page written by the transaction in progress. `data` is copied. */

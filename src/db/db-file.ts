@@ -1,4 +1,5 @@
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { acquireDbFile } from './db-file-handle.js';
 import { PitrError, errnoCode } from '../errors.js';
 
 /** What pitr needs to know about a database file before touching it. */
@@ -37,11 +38,12 @@ export async function readDbFileInfo(path: string): Promise<DbFileInfo> {
     throw new PitrError('DB_OPEN_FAILED', `database ${path} is empty (no page written yet)`, 'wait until the app has created its schema');
   }
   const header = Buffer.alloc(100);
-  const fh = await open(path, 'r');
+  // Through the shared handle: closing a descriptor of our own would drop SQLite's locks (see there).
+  const file = await acquireDbFile(path);
   try {
-    await fh.read(header, 0, 100, 0);
+    await file.fh.read(header, 0, 100, 0);
   } finally {
-    await fh.close();
+    await file.release();
   }
   if (header.toString('latin1', 0, 16) !== SQLITE_MAGIC) {
     throw new PitrError('DB_OPEN_FAILED', `${path} is not a SQLite database (bad header)`, 'pass the path of the SQLite database file');

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { PitrError } from '../errors.js';
 import { readDbFileInfo, type DbFileInfo } from './db-file.js';
+import { acquireDbFile, type DbFileRef } from './db-file-handle.js';
 
 export type CheckpointMode = 'PASSIVE' | 'FULL' | 'RESTART' | 'TRUNCATE';
 
@@ -41,13 +42,20 @@ export class SourceDb {
   readonly info: DbFileInfo;
   private readonly readers: Reader[];
   private current: Reader | null = null;
-  private writer: Database.Database | null = null;
+  private writer: Database.Database | null;
+  /**
+   * A handle on the database file, for reading pages (snapshots) and the header. Ours for as long
+   * as the connections are open: closing any descriptor of the file would drop SQLite's locks.
+   */
+  readonly file: DbFileRef;
   private closed = false;
 
-  private constructor(path: string, info: DbFileInfo, readers: Reader[]) {
+  private constructor(path: string, info: DbFileInfo, readers: Reader[], writer: Database.Database, file: DbFileRef) {
     this.path = path;
     this.info = info;
     this.readers = readers;
+    this.writer = writer;
+    this.file = file;
   }
 
   /**
@@ -56,6 +64,17 @@ export class SourceDb {
    */
   static async open(path: string, opts: { enableWal?: boolean } = {}): Promise<SourceDb> {
     let info = await readDbFileInfo(path);
+    // Held until close(), after the connections: see db-file-handle.ts for why.
+    const file = await acquireDbFile(path);
+    try {
+      return await SourceDb.openConnections(path, info, file, opts);
+    } catch (err) {
+      await file.release();
+      throw err;
+    }
+  }
+
+  private static async openConnections(path: string, info: DbFileInfo, file: DbFileRef, opts: { enableWal?: boolean }): Promise<SourceDb> {
     if (!info.walMode) {
       if (!opts.enableWal) {
         throw new PitrError(
@@ -76,13 +95,28 @@ export class SourceDb {
       }
       info = await readDbFileInfo(path);
     }
+    // The read-write connection first, and kept open: it creates the -wal and -shm files when the
+    // app has none open (e.g. an app that opens the database per request), and, once it has read,
+    // holds SQLite's SHARED lock on the database file. Without it, an app closing what it thinks
+    // is the last connection checkpoints and DELETES the WAL, frames we have not read included:
+    // read-only connections opened while no -shm existed do not stop that (they read through a
+    // private heap copy of the wal-index). Reproduced with the sqlite3 shell as the app; see
+    // test/integration/open-close-app.test.ts.
+    const writer = openConn(path, false);
+    try {
+      writer.pragma('busy_timeout = 5000');
+      writer.prepare('SELECT count(*) FROM sqlite_schema').pluck().get();
+    } catch (err) {
+      writer.close();
+      throw new PitrError('DB_OPEN_FAILED', `cannot read ${path}: ${(err as Error).message}`, 'check that the file is a healthy SQLite database and that pitr may write next to it (-wal, -shm)', { cause: err });
+    }
     const readers: Reader[] = [];
     for (let i = 0; i < 3; i++) {
       const conn = openConn(path, true);
       conn.pragma('busy_timeout = 5000');
       readers.push({ conn, inTx: false, pins: 0 });
     }
-    return new SourceDb(path, info, readers);
+    return new SourceDb(path, info, readers, writer, file);
   }
 
   /**
@@ -184,6 +218,8 @@ export class SourceDb {
         // same
       }
     }
+    // Only now that SQLite holds no locks may the descriptor close.
+    void this.file.release();
   }
 
   private endTx(reader: Reader): void {

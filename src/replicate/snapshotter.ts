@@ -1,6 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
 import { PitrError, errnoCode } from '../errors.js';
+import { acquireDbFile, type DbFileRef } from '../db/db-file-handle.js';
 import type { ReadPin } from '../db/source-db.js';
 import { readWalPage } from '../wal/wal-frames.js';
 import { writeSnapshot } from '../segment/snapshot-codec.js';
@@ -29,10 +30,11 @@ export async function writeSnapshotToSpool(args: {
   signal?: AbortSignal;
 }): Promise<SnapshotEntry> {
   const { view, pin, spool } = args;
-  let dbFh: FileHandle | undefined;
+  let db: DbFileRef | undefined;
   let walFh: FileHandle | undefined;
   try {
-    dbFh = await open(args.dbPath, 'r');
+    // The shared handle, never one of our own: closing that would drop SQLite's locks on the file.
+    db = await acquireDbFile(args.dbPath);
     if (view.cursor && view.pageMap.size > 0) {
       try {
         walFh = await open(`${args.dbPath}-wal`, 'r');
@@ -46,7 +48,7 @@ export async function writeSnapshotToSpool(args: {
     let chunkFirst = 0; // first pgno in chunk; 0 = empty
     let chunkCount = 0;
     const walBuf = Buffer.alloc(pageSize);
-    const file = dbFh;
+    const file = db.fh;
 
     const nextPage = async (pgno: number): Promise<Uint8Array> => {
       const frame = view.pageMap.get(pgno);
@@ -86,7 +88,7 @@ export async function writeSnapshotToSpool(args: {
     return entry;
   } finally {
     pin.release();
-    await dbFh?.close();
+    await db?.release();
     await walFh?.close();
   }
 }

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { constants, deflateRaw, type ZlibOptions } from 'node:zlib';
 
 /**
@@ -5,8 +6,11 @@ import { constants, deflateRaw, type ZlibOptions } from 'node:zlib';
  * runs each slice on libuv's pool, so a large body uses every core instead of one.
  */
 export const DEFLATE_SLICE_BYTES = 1024 * 1024;
-/** libuv's pool has four threads by default. */
-const SLICES_IN_FLIGHT = 4;
+/**
+ * Slices compressing at once: one per core, at most four (libuv's pool has four threads by
+ * default). More would only hold more buffers and compressor state (~0.5 MiB each) at once.
+ */
+const SLICES_IN_FLIGHT = Math.max(1, Math.min(4, availableParallelism()));
 /**
  * memLevel 9 (zlib's default is 8) makes level 1 about 7% faster on SQLite pages for 256 KiB more
  * memory per compressor, with the same ratio (measured in bench/segment-bench.ts's data).
@@ -15,7 +19,8 @@ const MEM_LEVEL = 9;
 /** Output buffer per zlib round trip; the default 16 KiB means many trips per slice. */
 const ZLIB_CHUNK = 256 * 1024;
 
-function deflateSlice(slice: Uint8Array, level: number, last: boolean): Promise<Buffer> {
+/** Deflate one slice; every slice but the last of a stream ends with a sync flush. */
+export function deflateSlice(slice: Uint8Array, level: number, last: boolean): Promise<Buffer> {
   const opts: ZlibOptions = {
     level,
     memLevel: MEM_LEVEL,
@@ -53,4 +58,29 @@ export async function deflateParallel(body: Uint8Array, level: number): Promise<
   };
   await Promise.all(Array.from({ length: Math.min(SLICES_IN_FLIGHT, slices.length) }, worker));
   return Buffer.concat(parts);
+}
+
+/**
+ * The streaming form, for snapshots: the chunks of `body` (each ideally DEFLATE_SLICE_BYTES) are
+ * compressed as independent slices, up to SLICES_IN_FLIGHT at once, and yielded in order as one
+ * raw deflate stream. One chunk is held back until the next arrives, to know which is the last.
+ * Memory: a few slices in and out, whatever the stream's length.
+ */
+export async function* deflateSlices(body: AsyncIterable<Uint8Array>, level: number): AsyncGenerator<Uint8Array> {
+  const inFlight: Promise<Buffer>[] = [];
+  const start = (slice: Uint8Array, last: boolean): void => {
+    const p = deflateSlice(slice, level, last);
+    p.catch(() => {}); // awaited below, in order
+    inFlight.push(p);
+  };
+  let held: Uint8Array | undefined;
+  for await (const chunk of body) {
+    if (held !== undefined) {
+      start(held, false);
+      if (inFlight.length >= SLICES_IN_FLIGHT) yield await (inFlight.shift() as Promise<Buffer>);
+    }
+    held = chunk;
+  }
+  start(held ?? new Uint8Array(0), true);
+  while (inFlight.length > 0) yield await (inFlight.shift() as Promise<Buffer>);
 }

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { inflateRawSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { DEFLATE_SLICE_BYTES, deflateParallel } from '../../src/segment/deflate-parallel.js';
+import { DEFLATE_SLICE_BYTES, deflateParallel, deflateSlices } from '../../src/segment/deflate-parallel.js';
 
 /** Half compressible text, half random bytes, so slices differ and matches exist within them. */
 function body(bytes: number): Uint8Array {
@@ -35,4 +35,19 @@ describe('deflateParallel', () => {
     const sliced = (await deflateParallel(input, 1)).length;
     assert.ok(sliced <= whole * 1.01, `sliced ${sliced} vs whole ${whole}`);
   });
+
+  for (const chunks of [0, 1, 2, 5, 9]) {
+    it(`streams ${chunks} chunk(s) as one raw deflate stream, in order`, async () => {
+      const parts = Array.from({ length: chunks }, (_, i) => body(DEFLATE_SLICE_BYTES - (i % 2) * 4096 + i));
+      async function* source(): AsyncGenerator<Uint8Array> {
+        for (const p of parts) yield p;
+      }
+      const out: Uint8Array[] = [];
+      for await (const c of deflateSlices(source(), 1)) out.push(c);
+      const stored = Buffer.concat(out);
+      const r = inflateRawSync(stored, { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      assert.ok(Buffer.concat(parts).equals(r.buffer), 'round trip in order');
+      assert.equal(r.engine.bytesWritten, stored.length, 'stray bytes after the final block');
+    });
+  }
 });

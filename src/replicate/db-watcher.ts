@@ -16,13 +16,19 @@ import { basename, dirname } from 'node:path';
  * per event (the largest item in the agent's profile at 1,000 commits/s), and the WAL may not exist
  * yet or be deleted and recreated. Events are hints only: the agent also stats the WAL every
  * second, so a lost event, a watcher error or a platform without directory watching only delays a
- * pass, never skips data.
+ * pass, never skips data. After an error the watcher stays off and the poll carries on alone.
  */
 export class DbWatcher {
   private readonly dir: string;
   private readonly wanted: Set<string>;
   private watcher: FSWatcher | undefined;
   private closed = false;
+  /**
+   * Set by the first watcher error (e.g. ENOSPC: the inotify watch limit). From then on arm() does
+   * nothing: the agent's 1 s stat poll takes over, instead of a new watcher and a new warning after
+   * every pass.
+   */
+  private failed = false;
 
   constructor(
     dbPath: string,
@@ -33,9 +39,14 @@ export class DbWatcher {
     this.wanted = new Set([basename(dbPath), `${basename(dbPath)}-wal`]);
   }
 
+  /** True while a watcher waits for the next event. */
+  get armed(): boolean {
+    return this.watcher !== undefined;
+  }
+
   /** Watch until the next relevant event; no-op when already armed or closed. */
   arm(): void {
-    if (this.watcher || this.closed) return;
+    if (this.watcher || this.closed || this.failed) return;
     try {
       const w = watch(this.dir, { persistent: false }, (_event, filename) => {
         // Some platforms omit the name: then any change in the directory may be ours.
@@ -43,19 +54,22 @@ export class DbWatcher {
         this.disarm();
         this.onChange();
       });
-      w.on('error', (err) => {
-        this.disarm();
-        this.onError(err);
-      });
+      w.on('error', (err) => this.fail(err));
       this.watcher = w;
     } catch (err) {
-      this.onError(err as Error);
+      this.fail(err as Error);
     }
   }
 
   close(): void {
     this.closed = true;
     this.disarm();
+  }
+
+  private fail(err: Error): void {
+    this.failed = true;
+    this.disarm();
+    this.onError(err);
   }
 
   private disarm(): void {

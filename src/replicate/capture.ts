@@ -335,11 +335,34 @@ export class Capture {
         left -= body.length;
         builder = nextBuilder();
       };
-      for (const c of commits) {
-        await readWalPages(fh, after, c.firstFrame, c.pgnos, (pgno, data) => builder.page(pgno, data));
-        txid++;
-        builder.commit(c.dbSizePages, txid, time);
-        if (builder.byteLength >= SPOOL_ENTRY_BYTES) await flush();
+      // One read per run of adjacent commits (normally the whole pass), not one per commit: at
+      // thousands of small commits a second, a thread-pool round trip per commit was the agent's
+      // largest item on the JS thread.
+      for (let from = 0; from < commits.length; ) {
+        let to = from + 1;
+        while (to < commits.length && (commits[to] as WalCommit).firstFrame === (commits[to - 1] as WalCommit).lastFrame + 1) to++;
+        const run = commits.slice(from, to);
+        const pgnos = new Uint32Array(run.reduce((n, c) => n + c.pgnos.length, 0));
+        let at = 0;
+        for (const c of run) {
+          pgnos.set(c.pgnos, at);
+          at += c.pgnos.length;
+        }
+        let ci = 0;
+        let inCommit = 0;
+        await readWalPages(fh, after, (run[0] as WalCommit).firstFrame, pgnos, (pgno, data) => {
+          builder.page(pgno, data);
+          const c = run[ci] as WalCommit;
+          if (++inCommit < c.pgnos.length) return undefined;
+          // The commit's last frame: the transaction is whole.
+          txid++;
+          builder.commit(c.dbSizePages, txid, time);
+          ci++;
+          inCommit = 0;
+          // A promise only when an entry is full, so the other pages cost no await.
+          return builder.byteLength >= SPOOL_ENTRY_BYTES ? flush() : undefined;
+        });
+        from = to;
       }
       await flush();
     } finally {

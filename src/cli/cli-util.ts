@@ -38,6 +38,12 @@ export function positiveIntArg(v: string): number {
   return Number(v);
 }
 
+/** A niceness for --nice: 0 (unchanged) to 19 (yield the most). */
+export function niceArg(v: string): number {
+  if (!/^\d+$/.test(v.trim()) || Number(v) > 19) throw new InvalidArgumentError('expected a whole number from 0 (unchanged) to 19');
+  return Number(v);
+}
+
 /** Print an error the way every pitr command does, and return the exit code (1). */
 export function reportError(err: unknown): number {
   if (err instanceof PitrError) {

@@ -245,7 +245,7 @@ describe('bad input and damaged replicas', { timeout: 10 * 60_000 }, () => {
   });
 
   it('garbage replicate flags fail before replicating', async () => {
-    for (const flags of [['--sync-interval', 'fast'], ['--snapshot-interval', '-3s'], ['--retention', 'forever']]) {
+    for (const flags of [['--sync-interval', 'fast'], ['--snapshot-interval', '-3s'], ['--retention', 'forever'], ['--nice', '20'], ['--nice', 'low']]) {
       const replica = join(tmp, `replica-garbage-${dirCounter++}`);
       const run = await runCli(['replicate', join(tmp, 'app.db'), replica, ...flags], { timeoutMs: 30_000 });
       assert.ok(!run.timedOut, `replicate ${flags.join(' ')} kept running\n${describeRun(run)}`);

@@ -3,12 +3,6 @@ import { PitrError, errnoCode, isPitrError } from '../errors.js';
 import type { StorageClient } from '../storage/storage-client.js';
 import { SourceDb } from '../db/source-db.js';
 import { Capture, QUIET_MS } from './capture.js';
-
-/**
- * Least time between the starts of two capture passes. Adds at most this much to the lag under
- * sustained writes; measured at 1,000 commits/s and flat out in bench/ (lag and overhead suites).
- */
-const MIN_PASS_GAP_MS = 25;
 import { Spool } from './spool.js';
 import { Shipper } from './shipper.js';
 import { loadPosition } from './position.js';
@@ -25,6 +19,15 @@ import { startMonitorServer } from '../monitor/http-server.js';
 import { HEARTBEAT_KEY, encodeHeartbeat } from '../monitor/heartbeat.js';
 import { verifyReplica } from '../monitor/verify.js';
 import { formatDuration } from '../util/duration.js';
+
+/**
+ * Least time between the starts of two capture passes. Adds at most this much to the lag under
+ * sustained writes; measured at 1,000 commits/s and flat out in bench/ (lag and overhead suites).
+ */
+const MIN_PASS_GAP_MS = 25;
+
+/** Why a pass is scheduled for later: at most one timer per reason, all cleared on shutdown. */
+type PassDelay = 'pace' | 'quiet' | 'retry';
 
 export interface AgentOptions {
   dbPath: string;
@@ -92,10 +95,9 @@ export class Agent {
   private walBytes = 0;
   private stopping = false;
   private reopenPending = false;
-  private quietTimer: NodeJS.Timeout | undefined;
-  /** When the last capture pass started, and the timer holding back the next one (see schedulePass). */
+  /** When the last capture pass started (see schedulePass). */
   private lastPassAt = 0;
-  private paceTimer: NodeJS.Timeout | undefined;
+  private passTimers = new Map<PassDelay, NodeJS.Timeout>();
   private metrics: AgentMetrics | undefined;
   private server: Server | undefined;
   /** When a WAL change was first seen that no finished pass has covered yet (0 = none). */
@@ -310,10 +312,7 @@ export class Agent {
     // after a quiet spell still starts one at once.
     const wait = this.lastPassAt + MIN_PASS_GAP_MS - Date.now();
     if (wait > 0) {
-      this.paceTimer ??= setTimeout(() => {
-        this.paceTimer = undefined;
-        this.schedulePass(false);
-      }, wait);
+      if (!this.passTimers.has('pace')) this.passLater('pace', wait);
       return;
     }
     this.lastPassAt = Date.now();
@@ -365,18 +364,27 @@ export class Agent {
         const cap = this.opts.spoolMaxBytes ?? 0;
         if (cap > 0 && this.spool.totalBytes() > cap) void this.trimSpool();
         // One more pass once writes pause, for the checkpoints that wait for a quiet moment.
-        if (this.quietTimer) clearTimeout(this.quietTimer);
-        this.quietTimer = setTimeout(() => {
-          this.quietTimer = undefined;
-          this.schedulePass(false);
-        }, QUIET_MS + 50);
+        this.passLater('quiet', QUIET_MS + 50);
       }
       if (r.checkpoint) this.log.debug('checkpoint', { ...r.checkpoint });
     } catch (err) {
       // Committed frames may be waiting in the WAL; an idle app would never trigger another pass.
       this.log.error('capture pass failed; retrying in 1s', { err });
-      if (!this.stopping) this.timers.push(setTimeout(() => this.schedulePass(false), 1000));
+      this.passLater('retry', 1000);
     }
+  }
+
+  /** A pass in `ms`, replacing any pending one for the same reason. */
+  private passLater(why: PassDelay, ms: number): void {
+    if (this.stopping) return;
+    clearTimeout(this.passTimers.get(why));
+    this.passTimers.set(
+      why,
+      setTimeout(() => {
+        this.passTimers.delete(why);
+        this.schedulePass(false);
+      }, ms),
+    );
   }
 
   private notifyShippers(): void {
@@ -579,8 +587,8 @@ export class Agent {
   private async shutdown(): Promise<AgentResult> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
-    if (this.quietTimer) clearTimeout(this.quietTimer);
-    if (this.paceTimer) clearTimeout(this.paceTimer);
+    for (const t of this.passTimers.values()) clearTimeout(t);
+    this.passTimers.clear();
     this.watcher?.close();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     // Capture what the app committed up to now, then ship it all.

@@ -42,12 +42,13 @@ export class SourceDb {
   readonly info: DbFileInfo;
   private readonly readers: Reader[];
   private current: Reader | null = null;
-  private writer: Database.Database | null;
+  /** Runs checkpoints; open for the whole life of the SourceDb (see openConnections). */
+  private readonly writer: Database.Database;
   /**
-   * A handle on the database file, for reading pages (snapshots) and the header. Ours for as long
-   * as the connections are open: closing any descriptor of the file would drop SQLite's locks.
+   * Held, not used: while this SourceDb lives, no other part of the process can close the last
+   * descriptor of the database file, which would drop SQLite's locks (see db-file-handle.ts).
    */
-  readonly file: DbFileRef;
+  private readonly file: DbFileRef;
   private closed = false;
 
   private constructor(path: string, info: DbFileInfo, readers: Reader[], writer: Database.Database, file: DbFileRef) {
@@ -96,11 +97,9 @@ export class SourceDb {
       info = await readDbFileInfo(path);
     }
     // The read-write connection first, and kept open: it creates the -wal and -shm files when the
-    // app has none open (e.g. an app that opens the database per request), and, once it has read,
-    // holds SQLite's SHARED lock on the database file. Without it, an app closing what it thinks
-    // is the last connection checkpoints and DELETES the WAL, frames we have not read included:
-    // read-only connections opened while no -shm existed do not stop that (they read through a
-    // private heap copy of the wal-index). Reproduced with the sqlite3 shell as the app; see
+    // app has none open (an app that opens the database per request), which read-only connections
+    // cannot do, and after its first read it holds SQLite's SHARED lock on the database file, so an
+    // app closing its own last connection never checkpoints and deletes the WAL under us. See
     // test/integration/open-close-app.test.ts.
     const writer = openConn(path, false);
     try {
@@ -111,10 +110,17 @@ export class SourceDb {
       throw new PitrError('DB_OPEN_FAILED', `cannot read ${path}: ${(err as Error).message}`, 'check that the file is a healthy SQLite database and that pitr may write next to it (-wal, -shm)', { cause: err });
     }
     const readers: Reader[] = [];
-    for (let i = 0; i < 3; i++) {
-      const conn = openConn(path, true);
-      conn.pragma('busy_timeout = 5000');
-      readers.push({ conn, inTx: false, pins: 0 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const conn = openConn(path, true);
+        readers.push({ conn, inTx: false, pins: 0 });
+        conn.pragma('busy_timeout = 5000');
+      }
+    } catch (err) {
+      // The agent retries opening on every change: leave no connections behind each time.
+      for (const r of readers) r.conn.close();
+      writer.close();
+      throw err;
     }
     return new SourceDb(path, info, readers, writer, file);
   }
@@ -167,7 +173,6 @@ export class SourceDb {
    */
   checkpoint(mode: CheckpointMode, busyTimeoutMs = 50): CheckpointResult {
     this.assertOpen();
-    this.writer ??= openConn(this.path, false);
     this.writer.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     const start = performance.now();
     const row = this.writer.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number };
@@ -197,7 +202,6 @@ export class SourceDb {
    */
   dataVersion(): number {
     this.assertOpen();
-    this.writer ??= openConn(this.path, false);
     return Number(this.writer.pragma('data_version', { simple: true }));
   }
 
@@ -206,7 +210,7 @@ export class SourceDb {
     if (this.closed) return;
     this.closed = true;
     try {
-      this.writer?.close();
+      this.writer.close();
     } catch {
       // closing is best effort; the process is going away
     }
@@ -219,7 +223,7 @@ export class SourceDb {
       }
     }
     // Only now that SQLite holds no locks may the descriptor close.
-    void this.file.release();
+    this.file.release().catch(() => {}); // closing a read-only descriptor: nothing to lose
   }
 
   private endTx(reader: Reader): void {

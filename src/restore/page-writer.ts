@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { TxRecord } from '../segment/segment-types.js';
+import { writeAllAt } from '../util/write-at.js';
 
 /** Memory the pending page images may pin before they are written out. */
 const DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024;
@@ -105,7 +106,7 @@ export class PageWriter {
     const worker = async (): Promise<void> => {
       while (next < runs.length) {
         const run = runs[next++] as { pos: number; bufs: Uint8Array[] };
-        await this.writeRun(run.pos, run.bufs);
+        await writeAllAt(this.fh, run.bufs, run.pos);
       }
     };
     this.writing = Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, runs.length) }, worker)).then(() => {});
@@ -124,17 +125,5 @@ export class PageWriter {
     const writing = this.writing;
     this.writing = undefined;
     await writing;
-  }
-
-  private async writeRun(pos: number, bufs: Uint8Array[]): Promise<void> {
-    let expected = 0;
-    for (const b of bufs) expected += b.length;
-    const { bytesWritten } = await this.fh.writev(bufs, pos);
-    // pwritev may write less than asked (rare, e.g. near a quota); finish with plain writes.
-    if (bytesWritten < expected) {
-      const rest = Buffer.concat(bufs).subarray(bytesWritten);
-      let done = 0;
-      while (done < rest.length) done += (await this.fh.write(rest, done, rest.length - done, pos + bytesWritten + done)).bytesWritten;
-    }
   }
 }

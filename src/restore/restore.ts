@@ -8,6 +8,7 @@ import { buildCatalog, type Catalog } from '../catalog/catalog.js';
 import { planRestore, type RestorePlan, type RestoreTarget } from './plan.js';
 import { decodeSegment, iterateTransactions, type DecodedSegment } from '../segment/segment-codec.js';
 import { PageWriter } from './page-writer.js';
+import { writeAllAt } from '../util/write-at.js';
 import { readSnapshot } from '../segment/snapshot-codec.js';
 import type { SnapshotHeader } from '../segment/snapshot-codec.js';
 import type { SegmentEntry } from '../catalog/catalog.js';
@@ -149,7 +150,7 @@ const READ_AHEAD_BYTES = 16 * 1024 * 1024;
  * written (not yet fsync'd: the caller overlaps the fsync with the integrity check).
  */
 async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<Applied> {
-  const header = await writeSnapshot(fh, storage, plan, signal);
+  const header = await writeSnapshotPages(fh, storage, plan, signal);
   if (header.txid !== plan.snapshot.txid || header.generation !== plan.generation) {
     throw new PitrError('OBJECT_CORRUPT', `snapshot ${plan.snapshot.key} says txid ${header.txid} of generation ${header.generation}, its name says otherwise`, 'the object was renamed or replaced; restore another point or generation');
   }
@@ -210,8 +211,11 @@ async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePl
   return { txid, commitTime, pageSize, dbSizePages: pages.sizePages };
 }
 
+/** Size of each of the two buffers the snapshot's pages are gathered into before a write. */
+const SNAPSHOT_WRITE_BYTES = 4 * 1024 * 1024;
+
 /** Stream the snapshot's pages (which arrive in order) into large sequential writes, double-buffered. */
-async function writeSnapshot(fh: FileHandle, storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<SnapshotHeader> {
+async function writeSnapshotPages(fh: FileHandle, storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<SnapshotHeader> {
   const stream = await storage.getStream(plan.snapshot.key, { signal });
   let chunk = Buffer.allocUnsafe(SNAPSHOT_WRITE_BYTES);
   let spare = Buffer.allocUnsafe(SNAPSHOT_WRITE_BYTES);
@@ -220,11 +224,9 @@ async function writeSnapshot(fh: FileHandle, storage: StorageClient, plan: Resto
   let writing: Promise<unknown> = Promise.resolve();
   const flush = async (): Promise<void> => {
     await writing; // the spare buffer is free again once its write is done
-    const full = chunk;
-    const at = pos;
-    const len = used;
-    writing = writeFully(fh, full, len, at);
-    [chunk, spare] = [spare, full];
+    writing = writeAllAt(fh, [chunk.subarray(0, used)], pos);
+    writing.catch(() => {}); // awaited by the next flush or below; a failure must not go unhandled meanwhile
+    [chunk, spare] = [spare, chunk];
     pos += used;
     used = 0;
   };
@@ -245,12 +247,7 @@ async function writeSnapshot(fh: FileHandle, storage: StorageClient, plan: Resto
   }
 }
 
-const SNAPSHOT_WRITE_BYTES = 4 * 1024 * 1024;
 
-async function writeFully(fh: FileHandle, buf: Buffer, len: number, pos: number): Promise<void> {
-  let done = 0;
-  while (done < len) done += (await fh.write(buf, done, len - done, pos + done)).bytesWritten;
-}
 
 /** The exact transaction a plan ends at; downloads at most the one segment a time target falls inside. */
 export async function resolveEnd(storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<{ txid: number; commitTime: number }> {

@@ -47,16 +47,9 @@ export async function deflateParallel(body: Uint8Array, level: number): Promise<
     slices.push(body.subarray(at, end));
     if (end === body.length) break;
   }
-  // Each compressor holds ~0.5 MiB of state: keep only as many alive as the pool runs at once.
-  const parts: Buffer[] = new Array<Buffer>(slices.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < slices.length) {
-      const i = next++;
-      parts[i] = await deflateSlice(slices[i] as Uint8Array, level, i === slices.length - 1);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(SLICES_IN_FLIGHT, slices.length) }, worker));
+  // The streaming form does the scheduling (one slice per core, in order).
+  const parts: Uint8Array[] = [];
+  for await (const part of deflateSlices(slices, level)) parts.push(part);
   return Buffer.concat(parts);
 }
 
@@ -66,7 +59,7 @@ export async function deflateParallel(body: Uint8Array, level: number): Promise<
  * raw deflate stream. One chunk is held back until the next arrives, to know which is the last.
  * Memory: a few slices in and out, whatever the stream's length.
  */
-export async function* deflateSlices(body: AsyncIterable<Uint8Array>, level: number): AsyncGenerator<Uint8Array> {
+export async function* deflateSlices(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, level: number): AsyncGenerator<Uint8Array> {
   const inFlight: Promise<Buffer>[] = [];
   const start = (slice: Uint8Array, last: boolean): void => {
     const p = deflateSlice(slice, level, last);

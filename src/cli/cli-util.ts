@@ -1,3 +1,4 @@
+import type { RestoreTarget } from '../restore/plan.js';
 import { InvalidArgumentError } from 'commander';
 import { PitrError, isPitrError } from '../errors.js';
 import { parseDuration, parseSize, parseTimestamp } from '../util/duration.js';
@@ -36,6 +37,13 @@ export function positiveIntArg(v: string): number {
     throw new InvalidArgumentError('expected a positive whole number');
   }
   return Number(v);
+}
+
+/** What --txid / --to ask for (the commands declare them as conflicting), latest otherwise. */
+export function targetFromFlags(flags: { txid?: number; to?: number }): RestoreTarget {
+  if (flags.txid !== undefined) return { kind: 'txid', txid: flags.txid };
+  if (flags.to !== undefined) return { kind: 'time', timeMs: flags.to };
+  return { kind: 'latest' };
 }
 
 /** A niceness for --nice: 0 (unchanged) to 19 (yield the most). */

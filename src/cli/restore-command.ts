@@ -1,9 +1,8 @@
 import { Command, Option } from 'commander';
 import { openStorage } from '../storage/open-storage.js';
 import { restore, type RestoreResult } from '../restore/restore.js';
-import type { RestoreTarget } from '../restore/plan.js';
 import { PitrError } from '../errors.js';
-import { formatBytes, iso, positiveIntArg, reportError, timestampArg } from './cli-util.js';
+import { formatBytes, iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
 
 interface RestoreFlags {
   output: string;
@@ -42,8 +41,7 @@ export function restoreCommand(): Command {
     )
     .action(async (replicaUrl: string, flags: RestoreFlags) => {
       try {
-        const target: RestoreTarget =
-          flags.txid !== undefined ? { kind: 'txid', txid: flags.txid } : flags.to !== undefined ? { kind: 'time', timeMs: flags.to } : { kind: 'latest' };
+        const target = targetFromFlags(flags);
         if (!flags.output) throw new PitrError('USAGE', 'missing -o OUT', 'pass the path of the database to write');
         const storage = await openStorage(replicaUrl);
         try {

@@ -1,9 +1,8 @@
 import { Command, Option } from 'commander';
 import { openStorage } from '../storage/open-storage.js';
 import { verifyReplica, type VerifyResult } from '../monitor/verify.js';
-import type { RestoreTarget } from '../restore/plan.js';
 import { formatDuration } from '../util/duration.js';
-import { formatBytes, iso, positiveIntArg, reportError, timestampArg } from './cli-util.js';
+import { formatBytes, iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
 
 interface VerifyFlags {
   to?: number;
@@ -46,8 +45,7 @@ export function verifyCommand(): Command {
     )
     .action(async (replicaUrl: string, flags: VerifyFlags) => {
       try {
-        const target: RestoreTarget =
-          flags.txid !== undefined ? { kind: 'txid', txid: flags.txid } : flags.to !== undefined ? { kind: 'time', timeMs: flags.to } : { kind: 'latest' };
+        const target = targetFromFlags(flags);
         const storage = await openStorage(replicaUrl);
         const progress = process.stderr.isTTY ? new Progress() : undefined;
         let result: VerifyResult;

@@ -6,6 +6,7 @@ import { decodeSegment, encodeSegment, iterateTransactions } from '../src/segmen
 import { readSnapshot, writeSnapshot } from '../src/segment/snapshot-codec.js';
 import { checksum64 } from '../src/segment/framing.js';
 import type { Compression } from '../src/segment/segment-types.js';
+import { xorshift32 as rng } from '../test/fixtures/rng.js';
 
 const PAGE_SIZE = 4096;
 const TOTAL_PAGES = 16_384; // 64 MiB of pages
@@ -20,18 +21,6 @@ const WORDS = (
   'quebec romeo sierra tango uniform victor whiskey xray yankee zulu active pending shipped paid ' +
   'refunded berlin paris tokyo lagos lima austin oslo order invoice customer widget gadget'
 ).split(' ');
-
-/** xorshift32: fast and deterministic, so every run measures the same bytes. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
-}
 
 /**
  * A table-leaf-like page: an 8-byte b-tree header and cell pointer array at the front, zeroed free

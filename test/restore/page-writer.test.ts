@@ -6,20 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PageWriter } from '../../src/restore/page-writer.js';
 import type { TxRecord } from '../../src/segment/segment-types.js';
+import { xorshift32 as rng } from '../fixtures/rng.js';
 
 const PAGE = 512;
-
-/** xorshift32, so a failing seed can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
-}
 
 /** Transactions that grow, rewrite, shrink (as VACUUM or auto-vacuum do) and regrow a database. */
 function workload(seed: number, count: number, startPages: number): TxRecord[] {

@@ -27,6 +27,7 @@ interface RestoreJson {
   segments: number;
   bytes: number;
   durationMs: number;
+  phases: { planMs: number; applyMs: number; checkMs: number; syncMs: number };
 }
 
 const RUNS = 3;
@@ -38,6 +39,13 @@ const RUNS = 3;
  */
 function settleDisk(): void {
   spawnSync('sync');
+}
+
+/** How the best run's wall time splits: what `pitr restore --json` reports, and the process around it. */
+function phasesText(r: { wallS: number; json: RestoreJson }): string {
+  const p = r.json.phases;
+  const s = (ms: number): string => (ms / 1000).toFixed(2);
+  return `plan ${s(p.planMs)} + fetch/inflate/apply ${s(p.applyMs)} + integrity_check ${s(p.checkMs)} + rest of fsync/rename ${s(p.syncMs)} = ${s(r.json.durationMs)} s, plus ${(r.wallS - r.json.durationMs / 1000).toFixed(2)} s of Node start, module loading and exit`;
 }
 
 /** Best of RUNS wall times of `pitr restore` (each run into a fresh OUT; the last one is kept). */
@@ -180,7 +188,7 @@ export async function benchRestore(): Promise<BenchRow[]> {
     const perGb = 1e9 / walBytes;
     const runs = (xs: number[]): string => `best of ${RUNS}: ${xs.map((x) => x.toFixed(2)).join(' / ')} s`;
     const restoreHow = (r: { wallS: number; json: RestoreJson; all: number[] }, from: string, target: string): string =>
-      `${runs(r.all)}; wall time of \`pitr restore ${from} -o OUT --json${target}\` as a child process (Node start, one LIST, snapshot + ${r.json.segments} segments = ${(r.json.bytes / MB).toFixed(0)} MB fetched and inflated up to 16 objects ahead, checksums, newest image of each page written in sorted runs, fsync overlapped with PRAGMA integrity_check, rename; \`sync\` before each run; the command reports ${(r.json.durationMs / 1000).toFixed(2)} s); ` +
+      `${runs(r.all)}; wall time of \`pitr restore ${from} -o OUT --json${target}\` as a child process (Node start, one LIST, snapshot + ${r.json.segments} segments = ${(r.json.bytes / MB).toFixed(0)} MB fetched and inflated up to 16 objects ahead, checksums, newest image of each page written in sorted runs, fsync overlapped with PRAGMA integrity_check, rename; \`sync\` before each run; the best run's own report: ${phasesText(r)}); ` +
       `output checked (meta.k and page count); the ${(dbBytes / MB).toFixed(0)} MB database built as in agent.cpu-per-gb-wal`;
     const baseHow = `${runs(cliAll)}; \`sqlite3 SRC ".backup OUT"\` of the same ${(dbBytes / MB).toFixed(0)} MB source (checkpointed, in page cache, dirty pages written back with \`sync\` before each run), wall time of the sqlite3 ${spawnSync('sqlite3', ['--version'], { encoding: 'utf8' }).stdout.split(' ')[0]} process`;
     return [

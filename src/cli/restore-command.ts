@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { openStorage } from '../storage/open-storage.js';
-import { restore, type RestoreResult } from '../restore/restore.js';
+import { restore, type RestorePhases, type RestoreResult } from '../restore/restore.js';
 import { PitrError } from '../errors.js';
 import { formatBytes, iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
 
@@ -56,6 +56,14 @@ export function restoreCommand(): Command {
     });
 }
 
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(2)}s`;
+}
+
+function roundPhases(p: RestorePhases): RestorePhases {
+  return { planMs: Math.round(p.planMs), applyMs: Math.round(p.applyMs), checkMs: Math.round(p.checkMs), syncMs: Math.round(p.syncMs) };
+}
+
 function print(r: RestoreResult, json: boolean): void {
   const p = r.plan;
   if (json) {
@@ -78,6 +86,7 @@ function print(r: RestoreResult, json: boolean): void {
           pageSize: r.pageSize,
           pages: r.dbSizePages,
           durationMs: Math.round(r.durationMs),
+          ...(r.phases ? { phases: roundPhases(r.phases) } : {}),
         };
     process.stdout.write(JSON.stringify(out) + '\n');
     return;
@@ -91,7 +100,8 @@ function print(r: RestoreResult, json: boolean): void {
       ]
     : [
         `restored ${r.output}: generation ${p.generation}, txid ${r.txid} (committed ${iso(r.commitTime)})`,
-        `  from snapshot txid ${p.snapshot.txid} + ${p.segments.length} segments, ${formatBytes(p.bytes)}, ${r.dbSizePages} pages, ${(r.durationMs / 1000).toFixed(2)}s; integrity_check ok`,
+        `  from snapshot txid ${p.snapshot.txid} + ${p.segments.length} segments, ${formatBytes(p.bytes)}, ${r.dbSizePages} pages; integrity_check ok`,
+        ...(r.phases ? [`  took ${seconds(r.durationMs)}: plan ${seconds(r.phases.planMs)}, fetch+apply ${seconds(r.phases.applyMs)}, integrity_check ${seconds(r.phases.checkMs)}, fsync+rename ${seconds(r.phases.syncMs)}`] : []),
       ];
   if (p.target.kind === 'time' && p.stopTime !== undefined && p.stopTime > p.window.lastTime) {
     lines.push(`  note: the newest replicated commit is ${iso(p.window.lastTime)}, before the requested time; this is the latest state the replica holds`);

@@ -42,6 +42,8 @@ export interface RestoreOutput {
   snapshotTxid: number;
   segments: number;
   bytes: number;
+  durationMs: number;
+  phases: { planMs: number; applyMs: number; checkMs: number; syncMs: number };
 }
 
 export interface DryRunOutput {

@@ -166,6 +166,11 @@ describe('round trip: replicate under load with a SIGKILL, then restore every sa
     assert.ok(result.snapshotTxid <= result.txid, `snapshotTxid ${result.snapshotTxid} > txid ${result.txid}`);
     assert.ok(Number.isInteger(result.segments) && result.segments >= 0);
     assert.ok(Number.isInteger(result.bytes) && result.bytes > 0);
+    // The phases account for the reported duration (each rounded on its own, hence the slack).
+    const phases = Object.values(result.phases);
+    assert.equal(phases.length, 4);
+    assert.ok(phases.every((ms) => Number.isInteger(ms) && ms >= 0), JSON.stringify(result.phases));
+    assert.ok(Math.abs(phases.reduce((a, b) => a + b, 0) - result.durationMs) <= 4, `${JSON.stringify(result.phases)} vs ${result.durationMs} ms`);
     const state = inspectDatabase(out);
     assert.equal(state.integrity, 'ok', `integrity_check of restore ${target.join(' ')}`);
     return { result, state };

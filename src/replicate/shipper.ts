@@ -1,7 +1,7 @@
 import type { StorageClient } from '../storage/storage-client.js';
 import { buildCatalog, maxTxid, type Catalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey } from '../segment/object-names.js';
-import { concatSegmentBodies, encodeSegment, type DecodedSegment } from '../segment/segment-codec.js';
+import { canJoin, concatSegmentBodies, encodeSegment, joinSegments, type StoredSegment } from '../segment/segment-codec.js';
 import type { Spool } from './spool.js';
 import type { Logger } from '../log.js';
 import { formatDuration } from '../util/duration.js';
@@ -19,9 +19,8 @@ interface RemoteGeneration {
 export interface ShipperOptions {
   /** Minimum spacing of uploads under sustained writes; 0 = upload every capture. */
   syncIntervalMs: number;
-  /** Most uncompressed bytes merged into one uploaded segment. */
+  /** Most uncompressed bytes merged into one uploaded segment (restore holds a body in memory). */
   maxSegmentBytes?: number;
-  compressionLevel?: number;
   log: Logger;
   /** The generation capture is writing now. */
   currentGeneration: () => string;
@@ -352,24 +351,20 @@ export class Shipper {
   private async uploadSegments(gen: string, pending: readonly SegmentEntry[]): Promise<void> {
     this.lastUploadAt = Date.now();
     const max = this.opts.maxSegmentBytes ?? 64 << 20;
-    const batch: DecodedSegment[] = [];
+    const parts: StoredSegment[] = [];
     const entries: SegmentEntry[] = [];
-    let size = 0;
+    let bodyBytes = 0;
     for (const e of pending) {
-      if (entries.length > 0 && (size + e.size > max || e.firstTxid !== (entries[entries.length - 1] as SegmentEntry).lastTxid + 1)) break;
-      batch.push(await this.spool.readSegment(e));
+      if (entries.length > 0 && e.firstTxid !== (entries[entries.length - 1] as SegmentEntry).lastTxid + 1) break;
+      const part = await this.spool.readStored(e);
+      if (entries.length > 0 && bodyBytes + part.header.bodyLength > max) break;
+      parts.push(part);
       entries.push(e);
-      size += e.size;
+      bodyBytes += part.header.bodyLength;
     }
     const first = entries[0] as SegmentEntry;
     const last = entries[entries.length - 1] as SegmentEntry;
-    const body = batch.length === 1 ? (batch[0] as DecodedSegment).body : concatSegmentBodies(batch);
-    const pageSize = (batch[0] as DecodedSegment).header.pageSize;
-    const bytes = await encodeSegment(
-      { generation: gen, pageSize, firstTxid: first.firstTxid, lastTxid: last.lastTxid, firstTime: first.firstTime, lastTime: last.lastTime, compression: 'deflate' },
-      body,
-      { level: this.opts.compressionLevel ?? 1 },
-    );
+    const bytes = parts.every(canJoin) ? await joinSegments(parts) : await this.recompress(gen, entries);
     await this.replica.put(segmentKey(gen, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime), bytes);
     const r = this.remote.get(gen) as RemoteGeneration;
     r.chainEnd = last.lastTxid;
@@ -380,6 +375,22 @@ export class Shipper {
     this.stats.lastShippedTime = last.lastTime;
     this.opts.events?.uploaded('segment', bytes.length);
     this.opts.onShipped();
+  }
+
+  /**
+   * Merge spooled segments that cannot be joined as they are (written uncompressed by an earlier
+   * pitr, which spooled bodies raw): inflate, concatenate, compress once.
+   */
+  private async recompress(gen: string, entries: readonly SegmentEntry[]): Promise<Uint8Array> {
+    const batch = [];
+    for (const e of entries) batch.push(await this.spool.readSegment(e));
+    const first = entries[0] as SegmentEntry;
+    const last = entries[entries.length - 1] as SegmentEntry;
+    return encodeSegment(
+      { generation: gen, pageSize: batch[0]!.header.pageSize, firstTxid: first.firstTxid, lastTxid: last.lastTxid, firstTime: first.firstTime, lastTime: last.lastTime, compression: 'deflate' },
+      concatSegmentBodies(batch),
+      { joinable: true },
+    );
   }
 }
 

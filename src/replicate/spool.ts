@@ -2,12 +2,12 @@ import type { Readable } from 'node:stream';
 import type { StorageClient } from '../storage/storage-client.js';
 import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey, snapshotKey } from '../segment/object-names.js';
-import { encodeSegment, decodeSegment } from '../segment/segment-codec.js';
+import { encodeSegment, decodeSegment, readStoredSegment, type StoredSegment } from '../segment/segment-codec.js';
 import type { SegmentHeaderInput } from '../segment/segment-codec.js';
 
 /**
  * The local, durable queue between capture and the shippers. Its layout is a replica's layout
- * (same keys, uncompressed segments), so one catalog type describes both. An entry stays until
+ * (same keys, same objects), so one catalog type describes both. An entry stays until
  * every replica is done with it; capture only lets SQLite checkpoint frames already in here.
  */
 export class Spool {
@@ -33,9 +33,12 @@ export class Spool {
     }
   }
 
-  /** Durably add a segment (uncompressed: the shipper compresses what it merges). */
+  /**
+   * Durably add a segment, compressed once here for every replica: joinable, so shippers merge
+   * spooled segments into one upload without inflating or compressing them again.
+   */
   async addSegment(h: Omit<SegmentHeaderInput, 'compression'>, body: Uint8Array): Promise<SegmentEntry> {
-    const bytes = await encodeSegment({ ...h, compression: 'none' }, body);
+    const bytes = await encodeSegment({ ...h, compression: 'deflate' }, body, { joinable: true });
     const key = segmentKey(h.generation, h.firstTxid, h.lastTxid, h.firstTime, h.lastTime);
     await this.store.put(key, bytes);
     const entry: SegmentEntry = { key, size: bytes.length, ...pick(h) };
@@ -86,7 +89,12 @@ export class Spool {
     return this.bytes;
   }
 
-  /** Read and verify a spooled segment. */
+  /** Read and verify (checksum and header) a spooled segment, leaving its body compressed. */
+  async readStored(entry: SegmentEntry): Promise<StoredSegment> {
+    return readStoredSegment(await this.store.get(entry.key), `spool ${entry.key}`);
+  }
+
+  /** Read, verify and inflate a spooled segment. */
   async readSegment(entry: SegmentEntry): Promise<Awaited<ReturnType<typeof decodeSegment>>> {
     return decodeSegment(await this.store.get(entry.key), `spool ${entry.key}`);
   }

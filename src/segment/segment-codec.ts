@@ -1,5 +1,5 @@
 import { createInflateRaw } from 'node:zlib';
-import { deflateParallel } from './deflate-parallel.js';
+import { deflateParallel, isJoinable, joinDeflated } from './deflate-parallel.js';
 import { PitrError } from '../errors.js';
 import {
   DEFAULT_DEFLATE_LEVEL,
@@ -71,6 +71,8 @@ export type SegmentHeaderInput = Omit<SegmentHeader, 'version' | 'kind' | 'bodyL
 export interface EncodeSegmentOptions {
   /** zlib level 0..9 for 'deflate' (default 1). */
   level?: number;
+  /** For 'deflate': end the stream so that joinSegments can merge this object without inflating it. */
+  joinable?: boolean;
 }
 
 /** A segment after decodeSegment: verified header and uncompressed body. */
@@ -192,8 +194,13 @@ export async function encodeSegment(h: SegmentHeaderInput, body: Uint8Array, opt
 
   const stored =
     header.compression === 'deflate'
-      ? await deflateParallel(body, level)
+      ? await deflateParallel(body, level, { joinable: opts?.joinable ?? false })
       : body;
+  return frameSegment(header, stored);
+}
+
+/** Prefix (magic, header), stored body, checksum trailer. */
+async function frameSegment(header: SegmentHeader, stored: Uint8Array): Promise<Uint8Array> {
   const prefix = encodePrefix(SEGMENT_MAGIC, { ...header });
   const out = new Uint8Array(prefix.length + stored.length + TRAILER_LENGTH);
   out.set(prefix, 0);
@@ -363,20 +370,9 @@ export function* iterateTransactions(body: Uint8Array, pageSize: number, name?: 
 export function concatSegmentBodies(segments: readonly DecodedSegment[]): Uint8Array {
   if (segments.length === 0) return new Uint8Array(0);
   if (segments.length === 1) return segments[0]!.body;
-  const first = segments[0]!.header;
+  checkChain(segments.map((s) => s.header));
   let total = 0;
-  for (let i = 0; i < segments.length; i++) {
-    const h = segments[i]!.header;
-    if (i > 0) {
-      const p = segments[i - 1]!.header;
-      const what = `segment ${h.firstTxid}..${h.lastTxid} after ${p.firstTxid}..${p.lastTxid}`;
-      if (h.generation !== first.generation || h.pageSize !== first.pageSize) {
-        throw chainBroken(`${what} belongs to generation ${h.generation} (page size ${h.pageSize}), not ${first.generation} (page size ${first.pageSize})`);
-      }
-      if (h.firstTxid !== p.lastTxid + 1) throw chainBroken(`${what}: txids must continue at ${p.lastTxid + 1}`);
-    }
-    total += segments[i]!.body.length;
-  }
+  for (const s of segments) total += s.body.length;
   const out = new Uint8Array(total);
   let at = 0;
   for (const s of segments) {
@@ -384,6 +380,70 @@ export function concatSegmentBodies(segments: readonly DecodedSegment[]): Uint8A
     at += s.body.length;
   }
   return out;
+}
+
+/** Same generation and page size, each starting at the txid after the previous one ended. */
+function checkChain(headers: readonly SegmentHeader[]): void {
+  const first = headers[0] as SegmentHeader;
+  for (let i = 1; i < headers.length; i++) {
+    const h = headers[i] as SegmentHeader;
+    const p = headers[i - 1] as SegmentHeader;
+    const what = `segment ${h.firstTxid}..${h.lastTxid} after ${p.firstTxid}..${p.lastTxid}`;
+    if (h.generation !== first.generation || h.pageSize !== first.pageSize) {
+      throw chainBroken(`${what} belongs to generation ${h.generation} (page size ${h.pageSize}), not ${first.generation} (page size ${first.pageSize})`);
+    }
+    if (h.firstTxid !== p.lastTxid + 1) throw chainBroken(`${what}: txids must continue at ${p.lastTxid + 1}`);
+    if (h.firstTime < p.lastTime) throw chainBroken(`${what}: commit times go backwards`);
+  }
+}
+
+/** A segment object's header and its stored (still compressed) body. */
+export interface StoredSegment {
+  header: SegmentHeader;
+  stored: Uint8Array;
+}
+
+/**
+ * Verify the trailer checksum and parse the header, without inflating the body: enough to pass the
+ * object on (see joinSegments). Throws OBJECT_CORRUPT like decodeSegment.
+ */
+export async function readStoredSegment(bytes: Uint8Array, name?: string): Promise<StoredSegment> {
+  checkMagic(bytes, 'segment', name);
+  if (bytes.length < PREFIX_LENGTH + TRAILER_LENGTH) {
+    throw corrupt('segment', name, `truncated: ${bytes.length} bytes, smaller than an empty object`);
+  }
+  const trailerAt = bytes.length - TRAILER_LENGTH;
+  const stored = readU64BE(bytes, trailerAt);
+  const computed = await checksum64(bytes.subarray(0, trailerAt));
+  if (stored !== computed) throw checksumFailure(bytes, name, stored, computed);
+  const { header, end } = parseHeader(bytes, name);
+  return { header, stored: bytes.subarray(end, trailerAt) };
+}
+
+/** True when joinSegments can merge this segment: deflated, ending as encodeSegment's `joinable` ends. */
+export function canJoin(s: StoredSegment): boolean {
+  return s.header.compression === 'deflate' && isJoinable(s.stored);
+}
+
+/**
+ * One segment object holding the transactions of several consecutive joinable segments, built
+ * from their compressed bodies as they are: the deflate streams are joined (joinDeflated), the
+ * header covers the whole chain and the checksum is computed anew. Nothing is inflated or
+ * compressed again, so merging costs a copy of the compressed bytes. The parts must form one
+ * chain (CHAIN_BROKEN otherwise) and satisfy canJoin (RangeError otherwise). Their bodies were
+ * checked when they were encoded; the merged body is checked again when it is decoded.
+ */
+export async function joinSegments(parts: readonly StoredSegment[]): Promise<Uint8Array> {
+  if (parts.length === 0) throw new RangeError('joinSegments: nothing to join');
+  checkChain(parts.map((p) => p.header));
+  if (!parts.every(canJoin)) throw new RangeError('joinSegments: every part must be a joinable deflated segment');
+  const first = (parts[0] as StoredSegment).header;
+  const last = (parts[parts.length - 1] as StoredSegment).header;
+  let bodyLength = 0;
+  for (const p of parts) bodyLength += p.header.bodyLength;
+  const header: SegmentHeader = { ...first, lastTxid: last.lastTxid, lastTime: last.lastTime, bodyLength };
+  const stored = parts.length === 1 ? (parts[0] as StoredSegment).stored : joinDeflated(parts.map((p) => p.stored));
+  return frameSegment(header, stored as Uint8Array);
 }
 
 function chainBroken(detail: string): PitrError {

@@ -199,10 +199,11 @@ describe('spool cap', () => {
     const flaky = join(dir, 'flaky');
     writeFileSync(flaky, 'not a directory yet'); // unreachable until replaced by a directory
     const db = openAppDatabase(dbPath);
-    const agent = startAgent([dbPath, good, flaky, '--sync-interval', '0', '--spool-max-size', '64KiB', '--state-dir', join(dir, 'state')]);
+    const agent = startAgent([dbPath, good, flaky, '--sync-interval', '0', '--spool-max-size', '16KiB', '--state-dir', join(dir, 'state')]);
     try {
       await waitUntil('the first generation', async () => (await list(good).catch(() => undefined))?.generations.length === 1);
-      // ~2 KiB per commit: well past the cap while the flaky replica is down.
+      // ~2 KiB of WAL per commit, a few hundred bytes once the spool has compressed it: 100 commits
+      // are well past the cap while the flaky replica is down.
       for (let i = 0; i < 10; i++) {
         commit(db, 10);
         await new Promise((r) => setTimeout(r, 50));

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { inflateRawSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { DEFLATE_SLICE_BYTES, deflateParallel, deflateSlices } from '../../src/segment/deflate-parallel.js';
+import { DEFLATE_SLICE_BYTES, deflateParallel, deflateSlices, isJoinable, joinDeflated } from '../../src/segment/deflate-parallel.js';
 
 /** Half compressible text, half random bytes, so slices differ and matches exist within them. */
 function body(bytes: number): Uint8Array {
@@ -50,4 +50,30 @@ describe('deflateParallel', () => {
       assert.equal(r.engine.bytesWritten, stored.length, 'stray bytes after the final block');
     });
   }
+});
+
+describe('joinable streams', () => {
+  it('join into one stream of the concatenated input, without inflating', async () => {
+    const inputs = [0, 1, 4096, DEFLATE_SLICE_BYTES * 3 + 5].map((n) => body(n));
+    const parts: Uint8Array[] = [];
+    for (const input of inputs) {
+      const stored = await deflateParallel(input, 1, { joinable: true });
+      assert.ok(isJoinable(stored), `${input.length} bytes: joinable ending`);
+      const r = inflateRawSync(stored, { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      assert.ok(Buffer.from(input).equals(r.buffer), `${input.length} bytes: round trip on its own`);
+      assert.equal(r.engine.bytesWritten, stored.length, 'stray bytes after the final block');
+      parts.push(stored);
+    }
+    const joined = joinDeflated(parts);
+    assert.ok(isJoinable(joined));
+    const r = inflateRawSync(joined, { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+    assert.ok(Buffer.concat(inputs).equals(r.buffer), 'joined round trip');
+    assert.equal(r.engine.bytesWritten, joined.length, 'stray bytes after the final block');
+  });
+
+  it('a finished stream is not joinable and is refused', async () => {
+    const finished = await deflateParallel(body(10_000), 1);
+    assert.equal(isJoinable(finished), false);
+    assert.throws(() => joinDeflated([finished]), RangeError);
+  });
 });

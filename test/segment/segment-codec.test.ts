@@ -4,11 +4,14 @@ import { deflateRawSync } from 'node:zlib';
 import { pack } from 'msgpackr';
 import { PitrError } from '../../src/errors.js';
 import {
+  canJoin,
   concatSegmentBodies,
   decodeSegment,
   encodeSegment,
   iterateTransactions,
+  joinSegments,
   readSegmentHeader,
+  readStoredSegment,
   type SegmentHeaderInput,
 } from '../../src/segment/segment-codec.js';
 import type { Compression, TxRecord } from '../../src/segment/segment-types.js';
@@ -383,5 +386,60 @@ describe('concatenated bodies', () => {
     const body = buildBody(512, sampleTxs(1, 2));
     throwsCorrupt(() => [...iterateTransactions(body.subarray(0, body.length - 1), 512)], undefined, /ends inside/);
     throwsCorrupt(() => [...iterateTransactions(body.subarray(0, 4 + 512), 512)], undefined, /not followed by a commit/);
+  });
+});
+
+describe('joined segments (shipper merges without inflating)', () => {
+  const joinable = (pageSize: number, txs: TxSpec[]): Promise<Uint8Array> =>
+    encodeSegment(headerFor(pageSize, txs, 'deflate'), buildBody(pageSize, txs), { joinable: true });
+
+  it('decode to the whole chain, and join again', async () => {
+    const a = sampleTxs(1, 5);
+    const b = sampleTxs(6, 1, a[4]!.time);
+    const c = sampleTxs(7, 6, a[4]!.time + 1);
+    const d = sampleTxs(13, 2, c[5]!.time + 5);
+    const parts = [];
+    for (const txs of [a, b, c]) parts.push(await readStoredSegment(await joinable(4096, txs)));
+    assert.ok(parts.every(canJoin));
+    const joined = await joinSegments(parts);
+    const key = segmentKey(GEN, 1, c[5]!.txid, a[0]!.time, c[5]!.time);
+    const decoded = await decodeSegment(joined, key);
+    assert.deepEqual(
+      { first: decoded.header.firstTxid, last: decoded.header.lastTxid, firstTime: decoded.header.firstTime, lastTime: decoded.header.lastTime },
+      { first: 1, last: 12, firstTime: a[0]!.time, lastTime: c[5]!.time },
+    );
+    assert.equal(decoded.header.bodyLength, parts.reduce((n, p) => n + p.header.bodyLength, 0));
+    assertTxsMatch([...iterateTransactions(decoded.body, 4096)], [...a, ...b, ...c], 4096);
+
+    // A joined object is joinable itself: the shipper may merge merged objects.
+    const again = await joinSegments([await readStoredSegment(joined), await readStoredSegment(await joinable(4096, d))]);
+    assertTxsMatch([...iterateTransactions((await decodeSegment(again)).body, 4096)], [...a, ...b, ...c, ...d], 4096);
+  });
+
+  it('pass a single part on unchanged', async () => {
+    const bytes = await joinable(512, sampleTxs(1, 3));
+    assert.ok(bytesEqual(await joinSegments([await readStoredSegment(bytes)]), bytes));
+  });
+
+  it('refuse parts that are not joinable, or not one chain', async () => {
+    const s1 = await readStoredSegment(await joinable(512, sampleTxs(1, 3)));
+    const raw = await readStoredSegment(await segmentOf(512, sampleTxs(4, 1, T0 + 100), 'none'));
+    const finished = await readStoredSegment(await segmentOf(512, sampleTxs(4, 1, T0 + 100), 'deflate'));
+    assert.equal(canJoin(raw), false);
+    assert.equal(canJoin(finished), false);
+    for (const next of [raw, finished]) await assert.rejects(joinSegments([s1, next]), RangeError);
+    await assert.rejects(joinSegments([]), RangeError);
+    const gap = await readStoredSegment(await joinable(512, sampleTxs(5, 2, T0 + 100)));
+    const backwards = await readStoredSegment(await joinable(512, sampleTxs(4, 1, T0 - 1)));
+    for (const next of [gap, backwards]) {
+      await assert.rejects(joinSegments([s1, next]), (err: unknown) => err instanceof PitrError && err.code === 'CHAIN_BROKEN');
+    }
+  });
+
+  it('readStoredSegment verifies the checksum before anything is passed on', async () => {
+    const bytes = await joinable(512, sampleTxs(1, 3));
+    const bad = Uint8Array.from(bytes);
+    bad[bad.length - 20]! ^= 0x01;
+    await rejectsCorrupt(readStoredSegment(bad, NAME), NAME, /checksum/);
   });
 });

@@ -37,15 +37,14 @@ export function deflateSlice(slice: Uint8Array, level: number, last: boolean): P
  * aligned), then an empty final block with fixed codes (BFINAL=1, BTYPE=01, end-of-block: 10 bits,
  * 03 00). Cutting the last two bytes leaves a stream that another deflate stream may continue.
  */
-const SYNC_FLUSH_END = [0x00, 0x00, 0xff, 0xff] as const;
 const FINAL_EMPTY_BLOCK = Uint8Array.of(0x03, 0x00);
+const JOINABLE_END = Uint8Array.of(0x00, 0x00, 0xff, 0xff, ...FINAL_EMPTY_BLOCK);
 
 /** True when `stored` ends the way deflateParallel(..., { joinable: true }) ends a stream. */
 export function isJoinable(stored: Uint8Array): boolean {
-  const n = stored.length;
-  if (n < SYNC_FLUSH_END.length + FINAL_EMPTY_BLOCK.length) return false;
-  const tail = stored.subarray(n - 6);
-  return tail[0] === SYNC_FLUSH_END[0] && tail[1] === SYNC_FLUSH_END[1] && tail[2] === SYNC_FLUSH_END[2] && tail[3] === SYNC_FLUSH_END[3] && tail[4] === FINAL_EMPTY_BLOCK[0] && tail[5] === FINAL_EMPTY_BLOCK[1];
+  if (stored.length < JOINABLE_END.length) return false;
+  const tail = stored.subarray(stored.length - JOINABLE_END.length);
+  return tail.every((b, i) => b === JOINABLE_END[i]);
 }
 
 /**
@@ -122,5 +121,5 @@ export async function* deflateSlices(body: AsyncIterable<Uint8Array> | Iterable<
   }
   start(held ?? new Uint8Array(0), !opts.joinable);
   while (inFlight.length > 0) yield await (inFlight.shift() as Promise<Buffer>);
-  if (opts.joinable) yield FINAL_EMPTY_BLOCK;
+  if (opts.joinable) yield FINAL_EMPTY_BLOCK.slice();
 }

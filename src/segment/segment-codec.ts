@@ -259,19 +259,8 @@ function checkAgainstKey(h: SegmentHeader, name: string | undefined, fail: Fail)
  * (naming `name`) on any problem. For 'none' the body is a view into `bytes`.
  */
 export async function decodeSegment(bytes: Uint8Array, name?: string): Promise<DecodedSegment> {
-  // The magic is checked before the checksum only to say "not a segment" instead of "checksum".
-  checkMagic(bytes, 'segment', name);
-  if (bytes.length < PREFIX_LENGTH + TRAILER_LENGTH) {
-    throw corrupt('segment', name, `truncated: ${bytes.length} bytes, smaller than an empty object`);
-  }
-  const trailerAt = bytes.length - TRAILER_LENGTH;
-  const stored = readU64BE(bytes, trailerAt);
-  const computed = await checksum64(bytes.subarray(0, trailerAt));
-  if (stored !== computed) throw checksumFailure(bytes, name, stored, computed);
-
-  const { header, end } = parseHeader(bytes, name);
+  const { header, stored: storedBody } = await readStoredSegment(bytes, name);
   const fail = failCorrupt('segment', name);
-  const storedBody = bytes.subarray(end, trailerAt);
   let body: Uint8Array;
   if (header.compression === 'none') {
     if (storedBody.length !== header.bodyLength) {
@@ -404,10 +393,12 @@ export interface StoredSegment {
 }
 
 /**
- * Verify the trailer checksum and parse the header, without inflating the body: enough to pass the
- * object on (see joinSegments). Throws OBJECT_CORRUPT like decodeSegment.
+ * Verify the trailer checksum FIRST, then parse the header, without inflating the body: enough to
+ * pass the object on (see joinSegments), and the first half of decodeSegment. OBJECT_CORRUPT
+ * (naming `name`) on any problem.
  */
 export async function readStoredSegment(bytes: Uint8Array, name?: string): Promise<StoredSegment> {
+  // The magic is checked before the checksum only to say "not a segment" instead of "checksum".
   checkMagic(bytes, 'segment', name);
   if (bytes.length < PREFIX_LENGTH + TRAILER_LENGTH) {
     throw corrupt('segment', name, `truncated: ${bytes.length} bytes, smaller than an empty object`);

@@ -1,7 +1,7 @@
 import type { StorageClient } from '../storage/storage-client.js';
 import { buildCatalog, maxTxid, type Catalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey } from '../segment/object-names.js';
-import { canJoin, concatSegmentBodies, encodeSegment, joinSegments, type StoredSegment } from '../segment/segment-codec.js';
+import { canJoin, concatSegmentBodies, decodeSegment, encodeSegment, joinSegments, type DecodedSegment, type StoredSegment } from '../segment/segment-codec.js';
 import type { Spool } from './spool.js';
 import type { Logger } from '../log.js';
 import { formatDuration } from '../util/duration.js';
@@ -364,7 +364,7 @@ export class Shipper {
     }
     const first = entries[0] as SegmentEntry;
     const last = entries[entries.length - 1] as SegmentEntry;
-    const bytes = parts.every(canJoin) ? await joinSegments(parts) : await this.recompress(gen, entries);
+    const bytes = parts.every(canJoin) ? await joinSegments(parts) : await this.recompress(gen, parts, entries);
     await this.replica.put(segmentKey(gen, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime), bytes);
     const r = this.remote.get(gen) as RemoteGeneration;
     r.chainEnd = last.lastTxid;
@@ -381,13 +381,13 @@ export class Shipper {
    * Merge spooled segments that cannot be joined as they are (written uncompressed by an earlier
    * pitr, which spooled bodies raw): inflate, concatenate, compress once.
    */
-  private async recompress(gen: string, entries: readonly SegmentEntry[]): Promise<Uint8Array> {
-    const batch = [];
-    for (const e of entries) batch.push(await this.spool.readSegment(e));
-    const first = entries[0] as SegmentEntry;
-    const last = entries[entries.length - 1] as SegmentEntry;
+  private async recompress(gen: string, parts: readonly StoredSegment[], entries: readonly SegmentEntry[]): Promise<Uint8Array> {
+    const batch: DecodedSegment[] = [];
+    for (let i = 0; i < parts.length; i++) batch.push(await decodeSegment((parts[i] as StoredSegment).bytes, `spool ${(entries[i] as SegmentEntry).key}`));
+    const first = (batch[0] as DecodedSegment).header;
+    const last = (batch[batch.length - 1] as DecodedSegment).header;
     return encodeSegment(
-      { generation: gen, pageSize: batch[0]!.header.pageSize, firstTxid: first.firstTxid, lastTxid: last.lastTxid, firstTime: first.firstTime, lastTime: last.lastTime, compression: 'deflate' },
+      { generation: gen, pageSize: first.pageSize, firstTxid: first.firstTxid, lastTxid: last.lastTxid, firstTime: first.firstTime, lastTime: last.lastTime, compression: 'deflate' },
       concatSegmentBodies(batch),
       { joinable: true },
     );

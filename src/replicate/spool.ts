@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { StorageClient } from '../storage/storage-client.js';
 import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey, snapshotKey } from '../segment/object-names.js';
-import { encodeSegment, decodeSegment, readStoredSegment, type StoredSegment } from '../segment/segment-codec.js';
+import { encodeSegment, readStoredSegment, type StoredSegment } from '../segment/segment-codec.js';
 import type { SegmentHeaderInput } from '../segment/segment-codec.js';
 
 /**
@@ -94,10 +94,6 @@ export class Spool {
     return readStoredSegment(await this.store.get(entry.key), `spool ${entry.key}`);
   }
 
-  /** Read, verify and inflate a spooled segment. */
-  async readSegment(entry: SegmentEntry): Promise<Awaited<ReturnType<typeof decodeSegment>>> {
-    return decodeSegment(await this.store.get(entry.key), `spool ${entry.key}`);
-  }
 
   async openSnapshot(entry: SnapshotEntry): Promise<Readable> {
     return this.store.getStream(entry.key);

@@ -192,20 +192,22 @@ export async function encodeSegment(h: SegmentHeaderInput, body: Uint8Array, opt
   const level = opts?.level ?? DEFAULT_DEFLATE_LEVEL;
   checkLevel(level);
 
-  const stored =
-    header.compression === 'deflate'
-      ? await deflateParallel(body, level, { joinable: opts?.joinable ?? false })
-      : body;
+  const stored = header.compression === 'deflate' ? await deflateParallel(body, level, { joinable: opts?.joinable ?? false }) : [body];
   return frameSegment(header, stored);
 }
 
-/** Prefix (magic, header), stored body, checksum trailer. */
-async function frameSegment(header: SegmentHeader, stored: Uint8Array): Promise<Uint8Array> {
+/** Prefix (magic, header), the stored body from its pieces (copied once, here), checksum trailer. */
+async function frameSegment(header: SegmentHeader, stored: readonly Uint8Array[]): Promise<Uint8Array> {
   const prefix = encodePrefix(SEGMENT_MAGIC, { ...header });
-  const out = new Uint8Array(prefix.length + stored.length + TRAILER_LENGTH);
+  let end = prefix.length;
+  for (const piece of stored) end += piece.length;
+  const out = new Uint8Array(end + TRAILER_LENGTH);
   out.set(prefix, 0);
-  out.set(stored, prefix.length);
-  const end = prefix.length + stored.length;
+  let at = prefix.length;
+  for (const piece of stored) {
+    out.set(piece, at);
+    at += piece.length;
+  }
   writeU64BE(out, end, await checksum64(out.subarray(0, end)));
   return out;
 }
@@ -390,6 +392,8 @@ function checkChain(headers: readonly SegmentHeader[]): void {
 export interface StoredSegment {
   header: SegmentHeader;
   stored: Uint8Array;
+  /** The whole object, as read. */
+  bytes: Uint8Array;
 }
 
 /**
@@ -408,7 +412,7 @@ export async function readStoredSegment(bytes: Uint8Array, name?: string): Promi
   const computed = await checksum64(bytes.subarray(0, trailerAt));
   if (stored !== computed) throw checksumFailure(bytes, name, stored, computed);
   const { header, end } = parseHeader(bytes, name);
-  return { header, stored: bytes.subarray(end, trailerAt) };
+  return { header, stored: bytes.subarray(end, trailerAt), bytes };
 }
 
 /** True when joinSegments can merge this segment: deflated, ending as encodeSegment's `joinable` ends. */
@@ -428,13 +432,14 @@ export async function joinSegments(parts: readonly StoredSegment[]): Promise<Uin
   if (parts.length === 0) throw new RangeError('joinSegments: nothing to join');
   checkChain(parts.map((p) => p.header));
   if (!parts.every(canJoin)) throw new RangeError('joinSegments: every part must be a joinable deflated segment');
+  // One part is already the object wanted: same header, same body, checksum verified on read.
+  if (parts.length === 1) return (parts[0] as StoredSegment).bytes;
   const first = (parts[0] as StoredSegment).header;
   const last = (parts[parts.length - 1] as StoredSegment).header;
   let bodyLength = 0;
   for (const p of parts) bodyLength += p.header.bodyLength;
   const header: SegmentHeader = { ...first, lastTxid: last.lastTxid, lastTime: last.lastTime, bodyLength };
-  const stored = parts.length === 1 ? (parts[0] as StoredSegment).stored : joinDeflated(parts.map((p) => p.stored));
-  return frameSegment(header, stored as Uint8Array);
+  return frameSegment(header, joinDeflated(parts.map((p) => p.stored)));
 }
 
 function chainBroken(detail: string): PitrError {

@@ -19,7 +19,7 @@ describe('deflateParallel', () => {
   for (const size of [0, 1, 4096, DEFLATE_SLICE_BYTES, DEFLATE_SLICE_BYTES * 1.5 + 1, DEFLATE_SLICE_BYTES * 4, DEFLATE_SLICE_BYTES * 5 + 100, DEFLATE_SLICE_BYTES * 5 + DEFLATE_SLICE_BYTES / 2 + 7]) {
     it(`gives one raw deflate stream that any inflater reads back (${size} bytes)`, async () => {
       const input = body(Math.floor(size));
-      const stored = await deflateParallel(input, 1);
+      const stored = Buffer.concat(await deflateParallel(input, 1));
       // info: the engine must consume every stored byte, i.e. the slices form ONE stream that
       // ends with the last slice's final block, not several streams back to back.
       const r = inflateRawSync(stored, { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
@@ -32,7 +32,7 @@ describe('deflateParallel', () => {
     const input = body(DEFLATE_SLICE_BYTES * 8);
     const { deflateRawSync } = await import('node:zlib');
     const whole = deflateRawSync(input, { level: 1 }).length;
-    const sliced = (await deflateParallel(input, 1)).length;
+    const sliced = Buffer.concat(await deflateParallel(input, 1)).length;
     assert.ok(sliced <= whole * 1.01, `sliced ${sliced} vs whole ${whole}`);
   });
 
@@ -57,14 +57,14 @@ describe('joinable streams', () => {
     const inputs = [0, 1, 4096, DEFLATE_SLICE_BYTES * 3 + 5].map((n) => body(n));
     const parts: Uint8Array[] = [];
     for (const input of inputs) {
-      const stored = await deflateParallel(input, 1, { joinable: true });
+      const stored = Buffer.concat(await deflateParallel(input, 1, { joinable: true }));
       assert.ok(isJoinable(stored), `${input.length} bytes: joinable ending`);
       const r = inflateRawSync(stored, { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
       assert.ok(Buffer.from(input).equals(r.buffer), `${input.length} bytes: round trip on its own`);
       assert.equal(r.engine.bytesWritten, stored.length, 'stray bytes after the final block');
       parts.push(stored);
     }
-    const joined = joinDeflated(parts);
+    const joined = Buffer.concat(joinDeflated(parts));
     assert.ok(isJoinable(joined));
     const r = inflateRawSync(joined, { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
     assert.ok(Buffer.concat(inputs).equals(r.buffer), 'joined round trip');
@@ -72,7 +72,7 @@ describe('joinable streams', () => {
   });
 
   it('a finished stream is not joinable and is refused', async () => {
-    const finished = await deflateParallel(body(10_000), 1);
+    const finished = Buffer.concat(await deflateParallel(body(10_000), 1));
     assert.equal(isJoinable(finished), false);
     assert.throws(() => joinDeflated([finished]), RangeError);
   });

@@ -6,7 +6,8 @@ import { acquireDbFile, type DbFileRef } from './db-file-handle.js';
 export type CheckpointMode = 'PASSIVE' | 'FULL' | 'RESTART' | 'TRUNCATE';
 
 export interface CheckpointResult {
-  mode: CheckpointMode;
+  /** RESET: pitr's PASSIVE checkpoint under its own write lock (Capture.resetWal); its duration is the lock's. */
+  mode: CheckpointMode | 'RESET';
   busy: boolean;
   walFrames: number;
   checkpointedFrames: number;
@@ -18,6 +19,11 @@ export interface ReadPin {
   release(): void;
 }
 
+/** SQLite's write lock held by pitr: no connection can commit until release(). */
+export interface WriteLock {
+  release(): void;
+}
+
 interface Reader {
   conn: Database.Database;
   inTx: boolean;
@@ -26,8 +32,9 @@ interface Reader {
 
 /**
  * The agent's own connections to the app's database. pitr never writes app data: the readers are
- * opened read-only (so closing them never checkpoints or deletes the WAL), and one read-write
- * connection exists only to run checkpoints (and, when asked, to switch the file to WAL once).
+ * opened read-only (so closing them never checkpoints or deletes the WAL), one read-write
+ * connection exists only to run checkpoints (and, when asked, to switch the file to WAL once), and
+ * another only to hold SQLite's write lock for a moment (lockWriters, for a WAL reset).
  *
  * Read-lock protocol (why the WAL cannot be restarted under frames we have not read yet):
  * capture always holds one read transaction. To move its mark forward it first begins a read
@@ -44,6 +51,8 @@ export class SourceDb {
   private current: Reader | null = null;
   /** Runs checkpoints; open for the whole life of the SourceDb (see openConnections). */
   private readonly writer: Database.Database;
+  /** Takes the write lock for lockWriters(); never writes. Separate from `writer`, which must be out of any transaction to checkpoint. */
+  private readonly locker: Database.Database;
   /**
    * Held, not used: while this SourceDb lives, no other part of the process can close the last
    * descriptor of the database file, which would drop SQLite's locks (see db-file-handle.ts).
@@ -51,11 +60,12 @@ export class SourceDb {
   private readonly file: DbFileRef;
   private closed = false;
 
-  private constructor(path: string, info: DbFileInfo, readers: Reader[], writer: Database.Database, file: DbFileRef) {
+  private constructor(path: string, info: DbFileInfo, readers: Reader[], writer: Database.Database, locker: Database.Database, file: DbFileRef) {
     this.path = path;
     this.info = info;
     this.readers = readers;
     this.writer = writer;
+    this.locker = locker;
     this.file = file;
   }
 
@@ -110,7 +120,9 @@ export class SourceDb {
       throw new PitrError('DB_OPEN_FAILED', `cannot read ${path}: ${(err as Error).message}`, 'check that the file is a healthy SQLite database and that pitr may write next to it (-wal, -shm)', { cause: err });
     }
     const readers: Reader[] = [];
+    let locker: Database.Database | undefined;
     try {
+      locker = openConn(path, false);
       for (let i = 0; i < 3; i++) {
         const conn = openConn(path, true);
         readers.push({ conn, inTx: false, pins: 0 });
@@ -119,10 +131,11 @@ export class SourceDb {
     } catch (err) {
       // The agent retries opening on every change: leave no connections behind each time.
       for (const r of readers) r.conn.close();
+      locker?.close();
       writer.close();
       throw err;
     }
-    return new SourceDb(path, info, readers, writer, file);
+    return new SourceDb(path, info, readers, writer, locker, file);
   }
 
   /**
@@ -168,6 +181,48 @@ export class SourceDb {
   }
 
   /**
+   * fdatasync the database file. A checkpoint that backfills only part of the WAL leaves its page
+   * writes unsynced and the next complete one syncs them all (SQLite syncs the database only then);
+   * run before a checkpoint taken under the write lock, this leaves that one little to wait for.
+   * Syncing changes no byte of the file.
+   */
+  async syncDbFile(): Promise<void> {
+    this.assertOpen();
+    await this.file.fh.datasync();
+  }
+
+  /** True while a snapshot pins a read transaction (which also bounds what a checkpoint may backfill). */
+  pinned(): boolean {
+    return this.readers.some((r) => r.pins > 0);
+  }
+
+  /**
+   * Take SQLite's write lock (BEGIN IMMEDIATE on a connection that never writes), so no connection
+   * can append to the WAL until release(); null when the app still holds it after busyTimeoutMs.
+   * The app's writers wait in their busy handlers meanwhile: hold it for as little as possible.
+   * An empty write transaction writes nothing, so releasing it can neither restart the WAL nor
+   * checkpoint.
+   */
+  lockWriters(busyTimeoutMs: number): WriteLock | null {
+    this.assertOpen();
+    this.locker.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+    try {
+      this.locker.exec('BEGIN IMMEDIATE');
+    } catch (err) {
+      if (isBusy(err)) return null;
+      throw err;
+    }
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.locker.exec('ROLLBACK');
+      },
+    };
+  }
+
+  /**
    * Run a checkpoint on the writer connection with a short busy timeout so it never makes the
    * app's writers wait long. PASSIVE never blocks anyone; the others are for explicit requests.
    */
@@ -190,7 +245,7 @@ export class SourceDb {
    * changes nothing) while a snapshot pins one. The caller must advanceRead() afterwards.
    */
   releaseReads(): boolean {
-    if (this.readers.some((r) => r.pins > 0)) return false;
+    if (this.pinned()) return false;
     for (const r of this.readers) if (r.inTx) this.endTx(r);
     this.current = null;
     return true;
@@ -205,14 +260,16 @@ export class SourceDb {
     return Number(this.writer.pragma('data_version', { simple: true }));
   }
 
-  /** End every transaction and close. The read-write connection closes first so it is never the last one. */
+  /** End every transaction and close. The read-write connections close first so neither is ever the last one. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      this.writer.close();
-    } catch {
-      // closing is best effort; the process is going away
+    for (const conn of [this.locker, this.writer]) {
+      try {
+        conn.close(); // rolls back a held write lock
+      } catch {
+        // closing is best effort; the process is going away
+      }
     }
     for (const r of this.readers) {
       try {
@@ -234,6 +291,11 @@ export class SourceDb {
   private assertOpen(): void {
     if (this.closed) throw new PitrError('DB_OPEN_FAILED', `database ${this.path} is closed`, 'internal: use after close');
   }
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }
 
 function openConn(path: string, readonly: boolean): Database.Database {

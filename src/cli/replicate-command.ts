@@ -14,6 +14,7 @@ interface ReplicateFlags {
   retentionCheckInterval: number;
   stateDir?: string;
   checkpointFrames: number;
+  walResetSize: number;
   spoolMaxSize: number;
   listen?: string;
   maxLag?: number;
@@ -71,6 +72,7 @@ export function replicateCommand(): Command {
     .addOption(new Option('--retention-check-interval <duration>', 'how often retention runs (it LISTs each replica)').default(3_600_000, '1h').argParser(durationArg('--retention-check-interval')))
     .option('--state-dir <dir>', 'where the spool and position are kept (default: DB-pitr next to DB)')
     .addOption(new Option('--checkpoint-frames <n>', 'PASSIVE-checkpoint the WAL once it holds this many frames, all spooled').default(1000).argParser(positiveIntArg))
+    .addOption(new Option('--wal-reset-size <size>', 'while the app writes without pausing, SQLite cannot restart the WAL on its own; past this size pitr holds the write lock for a moment (catch up, checkpoint) so the app\'s next commit restarts it; the app needs a busy_timeout (0 = never)').default(64 << 20, '64MiB').argParser(sizeArg('--wal-reset-size')))
     .addOption(new Option('--spool-max-size <size>', 'when an unreachable replica makes the spool grow past this, drop what only it needs; it resumes from a fresh snapshot (0 = no cap)').default(1024 ** 3, '1GiB').argParser(sizeArg('--spool-max-size')))
     .option('--listen <addr>', 'serve Prometheus /metrics and /healthz on HOST:PORT (a bare PORT binds 127.0.0.1)')
     .addOption(new Option('--max-lag <duration>', 'RPO objective: /healthz answers 503 while a replica lags more than this, and the log says when it crosses').argParser(durationArg('--max-lag')))
@@ -126,6 +128,7 @@ export function replicateCommand(): Command {
           retentionMs: flags.retention,
           retentionCheckMs: flags.retentionCheckInterval,
           checkpointFrames: flags.checkpointFrames,
+          walResetBytes: flags.walResetSize,
           spoolMaxBytes: flags.spoolMaxSize,
           ...(flags.listen ? { listen: flags.listen } : {}),
           ...(flags.maxLag !== undefined ? { maxLagMs: flags.maxLag } : {}),

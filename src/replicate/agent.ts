@@ -25,6 +25,8 @@ import { formatDuration } from '../util/duration.js';
  * sustained writes; measured at 1,000 commits/s and flat out in bench/ (lag and overhead suites).
  */
 const MIN_PASS_GAP_MS = 25;
+/** See AgentOptions.walResetBytes and Capture.resetWal. */
+export const DEFAULT_WAL_RESET_BYTES = 64 << 20;
 
 /** Why a pass is scheduled for later: at most one timer per reason, all cleared on shutdown. */
 type PassDelay = 'pace' | 'quiet' | 'retry';
@@ -45,6 +47,8 @@ export interface AgentOptions {
   spoolMaxBytes?: number;
   /** TRUNCATE-checkpoint the WAL once its file is this large (0 = never). */
   truncateBytes?: number;
+  /** Reset the WAL under a brief write lock once it holds this much and writes never pause (0 = never). */
+  walResetBytes?: number;
   /** Fallback stat of the WAL, in case a file-system event is missed. */
   pollIntervalMs?: number;
   enableWal?: boolean;
@@ -199,6 +203,7 @@ export class Agent {
         stateDir: this.opts.stateDir,
         checkpointFrames: this.opts.checkpointFrames ?? 1000,
         truncateBytes: this.opts.truncateBytes ?? 64 << 20,
+        resetBytes: this.opts.walResetBytes ?? DEFAULT_WAL_RESET_BYTES,
         log: this.log,
       },
       position,

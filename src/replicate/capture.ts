@@ -187,12 +187,7 @@ export class Capture {
       return { transactions: 0, bytes: 0, broken: 'the database file was replaced' };
     }
     const total: PassResult = { transactions: 0, bytes: 0 };
-    const add = (r: { transactions: number; bytes: number; broken?: string }): boolean => {
-      total.transactions += r.transactions;
-      total.bytes += r.bytes;
-      if (r.broken) total.broken = r.broken;
-      return !r.broken;
-    };
+    const add = (r: PassResult): boolean => addPass(total, r);
     // Invariant (see SourceDb): every frame up to the held reader's mark is spooled before the
     // reader moves again. So every advanceRead() below is followed by a full catch-up.
     this.db.advanceRead();
@@ -202,9 +197,7 @@ export class Capture {
     // TRUNCATE only in a quiet moment: its data_version guard cannot tell a commit it missed from
     // one it read, so under steady writes it would break the generation on every attempt.
     if (quiet && this.opts.truncateBytes > 0 && (await fileSize(this.walPath)) >= this.opts.truncateBytes) {
-      const t = await this.truncateWal();
-      total.checkpoint = t.checkpoint;
-      if (!add(t) || !add(await this.catchUp())) return total;
+      if (!add(await this.truncateWal()) || !add(await this.catchUp())) return total;
     } else if (this.state.cursor && this.state.cursor.frame >= this.opts.checkpointFrames) {
       // Move the mark to the end of what is spooled so the checkpoint may backfill all of it.
       this.db.advanceRead();
@@ -221,9 +214,7 @@ export class Capture {
         this.db.advanceRead();
         if (!add(await this.catchUp())) return total;
       } else if (this.resetWorthTrying(total.checkpoint)) {
-        const r = await this.resetWal();
-        if (r.checkpoint) total.checkpoint = r.checkpoint;
-        if (!add(r)) return total;
+        if (!add(await this.resetWal())) return total;
       }
     }
     return total;
@@ -274,12 +265,8 @@ export class Capture {
    * writer that never pauses; a later pass tries again). Likewise when the lock stays busy, an app
    * reader holds an old snapshot, or the app is running a checkpoint of its own.
    */
-  private async resetWal(): Promise<{ transactions: number; bytes: number; checkpoint?: CheckpointResult; broken?: string }> {
-    const total = { transactions: 0, bytes: 0 };
-    const add = (r: { transactions: number; bytes: number }): void => {
-      total.transactions += r.transactions;
-      total.bytes += r.bytes;
-    };
+  private async resetWal(): Promise<PassResult> {
+    const total: PassResult = { transactions: 0, bytes: 0 };
     // Far past the threshold, capture has been behind a fast writer for a while: accept a longer
     // wait for the app rather than a WAL that keeps growing.
     const maxFrames = this.resetMaxFrames();
@@ -287,9 +274,7 @@ export class Capture {
     for (let attempt = 0; attempt < RESET_ATTEMPTS; attempt++) {
       // Catch up, then move the mark to the end and backfill to it, so that what is left to do
       // under the lock is only what the app commits from here on.
-      const r = await this.catchUp();
-      add(r);
-      if (r.broken) return { ...total, broken: r.broken };
+      if (!addPass(total, await this.catchUp())) return total;
       this.db.advanceRead();
       try {
         this.db.checkpoint('PASSIVE', 0);
@@ -298,18 +283,17 @@ export class Capture {
       }
       const locked = await this.resetUnderLock(maxFrames);
       if (locked) {
-        add(locked);
-        return { ...total, ...(locked.broken ? { broken: locked.broken } : {}), ...(locked.checkpoint ? { checkpoint: locked.checkpoint } : {}) };
+        addPass(total, locked);
+        return total;
       }
     }
     // The mark may be past what is spooled: catch up before the next advanceRead (the invariant).
-    const r = await this.catchUp();
-    add(r);
-    return r.broken ? { ...total, broken: r.broken } : total;
+    addPass(total, await this.catchUp());
+    return total;
   }
 
   /** resetWal's part under the write lock; null when it did not go ahead (nothing changed). */
-  private async resetUnderLock(maxFrames: number): Promise<{ transactions: number; bytes: number; checkpoint?: CheckpointResult; broken?: string } | null> {
+  private async resetUnderLock(maxFrames: number): Promise<PassResult | null> {
     const lock = this.db.lockWriters(RESET_LOCK_WAIT_MS);
     if (!lock) return null;
     const start = performance.now();
@@ -347,7 +331,7 @@ export class Capture {
    * Scan from the cursor to the last commit and spool what is new, following WAL restarts.
    * raw: spool uncompressed (faster, for when the app waits on us).
    */
-  private async catchUp(raw = false): Promise<{ transactions: number; bytes: number; broken?: string }> {
+  private async catchUp(raw = false): Promise<PassResult> {
     let transactions = 0;
     let bytes = 0;
     for (let round = 0; round < 16; round++) {
@@ -393,7 +377,7 @@ export class Capture {
    * checkpoint, proves no other connection committed in between. If one did and the WAL was
    * reset, its frames may be gone: that is reported as a break (new generation), never guessed.
    */
-  private async truncateWal(): Promise<{ transactions: number; bytes: number; checkpoint?: CheckpointResult; broken?: string }> {
+  private async truncateWal(): Promise<PassResult> {
     const before = this.db.dataVersion();
     const res = await scanWal(this.walPath, this.state.cursor);
     const got = res.kind === 'ok' && res.commits.length > 0 ? await this.spoolCommits(res.commits, res.cursor) : { transactions: 0, bytes: 0 };
@@ -529,6 +513,15 @@ export class Capture {
     await this.persist();
     return { transactions: commits.length, bytes };
   }
+}
+
+/** Adds r's counts to total, and its checkpoint and break when it has them; false when r broke the chain. */
+function addPass(total: PassResult, r: PassResult): boolean {
+  total.transactions += r.transactions;
+  total.bytes += r.bytes;
+  if (r.checkpoint) total.checkpoint = r.checkpoint;
+  if (r.broken) total.broken = r.broken;
+  return !r.broken;
 }
 
 async function fileSize(path: string): Promise<number> {

@@ -26,7 +26,7 @@ import { formatDuration } from '../util/duration.js';
  */
 const MIN_PASS_GAP_MS = 25;
 /** See AgentOptions.walResetBytes and Capture.resetWal. */
-export const DEFAULT_WAL_RESET_BYTES = 64 << 20;
+const DEFAULT_WAL_RESET_BYTES = 64 << 20;
 
 /** Why a pass is scheduled for later: at most one timer per reason, all cleared on shutdown. */
 type PassDelay = 'pace' | 'quiet' | 'retry';

@@ -96,6 +96,11 @@ export class Capture {
   state: ChainState;
   private readonly pageMap = new Map<number, number>();
   private lastCaptureAt = 0;
+  /**
+   * Set by advanceRead, cleared when a catch-up has read the WAL to its end: while set, the held
+   * reader's mark may be past what is spooled, so the mark must not move again (see pass).
+   */
+  private markAhead = false;
   /** The WAL incarnation (salts) and time of the last complete reset (see resetWorthTrying). */
   private lastReset: { salt1: number; salt2: number; at: number } | undefined;
   private readonly identity: { dev: number; ino: number };
@@ -189,8 +194,11 @@ export class Capture {
     const total: PassResult = { transactions: 0, bytes: 0 };
     const add = (r: PassResult): boolean => addPass(total, r);
     // Invariant (see SourceDb): every frame up to the held reader's mark is spooled before the
-    // reader moves again. So every advanceRead() below is followed by a full catch-up.
-    this.db.advanceRead();
+    // reader moves again. So every advanceRead() below is followed by a full catch-up, and a pass
+    // that failed before its catch-up finished (the spool's disk full, say) left the mark ahead:
+    // catch up first, or this advance could begin a reader that no longer protects those frames.
+    if (this.markAhead && !add(await this.catchUp())) return total;
+    this.advanceRead();
     if (!add(await this.catchUp())) return total;
     const quiet = total.transactions === 0 && Date.now() - this.lastCaptureAt >= QUIET_MS;
     if (total.transactions > 0) this.lastCaptureAt = Date.now();
@@ -200,7 +208,7 @@ export class Capture {
       if (!add(await this.truncateWal()) || !add(await this.catchUp())) return total;
     } else if (this.state.cursor && this.state.cursor.frame >= this.opts.checkpointFrames) {
       // Move the mark to the end of what is spooled so the checkpoint may backfill all of it.
-      this.db.advanceRead();
+      this.advanceRead();
       if (!add(await this.catchUp())) return total;
       try {
         total.checkpoint = this.db.checkpoint('PASSIVE', 0);
@@ -211,7 +219,7 @@ export class Capture {
         // Fully backfilled: a reader begun now uses no WAL frames, so it does not stop the app's
         // next write from restarting the WAL from the start (which keeps the WAL file small
         // without any blocking checkpoint). Catch up again: the new mark may be past the spool.
-        this.db.advanceRead();
+        this.advanceRead();
         if (!add(await this.catchUp())) return total;
       } else if (this.resetWorthTrying(total.checkpoint)) {
         if (!add(await this.resetWal())) return total;
@@ -275,7 +283,7 @@ export class Capture {
       // Catch up, then move the mark to the end and backfill to it, so that what is left to do
       // under the lock is only what the app commits from here on.
       if (!addPass(total, await this.catchUp())) return total;
-      this.db.advanceRead();
+      this.advanceRead();
       try {
         this.db.checkpoint('PASSIVE', 0);
       } catch (err) {
@@ -318,13 +326,20 @@ export class Capture {
         this.opts.log.debug('WAL reset checkpoint skipped', { err });
       }
       // Every frame is spooled and none can be added while we hold the lock: the invariant holds.
-      this.db.advanceRead();
+      this.advanceRead();
+      this.markAhead = false;
       if (!checkpoint) return got;
       if (!checkpoint.busy && this.state.cursor) this.lastReset = { salt1: this.state.cursor.salt1, salt2: this.state.cursor.salt2, at: Date.now() };
       return { ...got, checkpoint: { ...checkpoint, mode: 'RESET', durationMs: performance.now() - start } };
     } finally {
       lock.release();
     }
+  }
+
+  /** Move the held read mark to the WAL's end (SourceDb.advanceRead); a full catch-up must follow. */
+  private advanceRead(): void {
+    this.db.advanceRead();
+    this.markAhead = true;
   }
 
   /**
@@ -344,6 +359,7 @@ export class Capture {
           this.pageMap.clear();
           await this.persist();
         }
+        this.markAhead = false;
         break;
       }
       if (res.kind === 'invalid-header') break; // a header being written; the next event retries
@@ -365,7 +381,10 @@ export class Capture {
         this.state.cursor = res.cursor;
         await this.persist();
       }
-      if (res.stop !== 'limit') break;
+      if (res.stop !== 'limit') {
+        this.markAhead = false;
+        break;
+      }
     }
     return { transactions, bytes };
   }
@@ -383,7 +402,7 @@ export class Capture {
     const got = res.kind === 'ok' && res.commits.length > 0 ? await this.spoolCommits(res.commits, res.cursor) : { transactions: 0, bytes: 0 };
     // The caller catches up after this returns, restoring the read-mark invariant.
     if (res.kind !== 'ok' || !this.db.releaseReads()) {
-      this.db.advanceRead();
+      this.advanceRead();
       return got;
     }
     let checkpoint: CheckpointResult | undefined;
@@ -393,7 +412,7 @@ export class Capture {
       this.opts.log.debug('truncate checkpoint skipped', { err });
     }
     // Read lock first, then data_version: a commit slipping in between is then still noticed.
-    this.db.advanceRead();
+    this.advanceRead();
     const after = this.db.dataVersion();
     if (after !== before) {
       const now = await scanWal(this.walPath, this.state.cursor);

@@ -9,6 +9,9 @@ import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../st
 import { TEMP_PREFIX, checkRange, keyProblem, messageOf, sortByKey, toBytes, bodyReadError } from '../storage-keys.js';
 import { fsyncDir } from '../../util/fs-atomic.js';
 
+/** Bytes per read of a getStream. */
+const STREAM_READ_BYTES = 1024 * 1024;
+
 /**
  * Names starting with this are in-flight puts (or leftovers of a crash during one). list() never
  * reports them and keys may not use them, so a half-written object can never be mistaken for one.
@@ -122,8 +125,9 @@ export class FileStorage implements StorageClient {
   async getStream(key: string, opts: RequestOptions = {}): Promise<Readable> {
     this.throwIfAborted(opts.signal, 'get', key);
     const { handle } = await this.openForRead(key);
-    // The stream owns the handle from here and closes it on end, error or destroy.
-    return handle.createReadStream(opts.signal ? { signal: opts.signal } : {});
+    // The stream owns the handle from here and closes it on end, error or destroy. 1 MiB reads
+    // instead of the default 64 KiB: a snapshot is read in a few hundred calls, not thousands.
+    return handle.createReadStream({ highWaterMark: STREAM_READ_BYTES, ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
   async list(prefix: string, opts: RequestOptions = {}): Promise<ObjectInfo[]> {

@@ -232,43 +232,15 @@ async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePl
   return { txid, commitTime, pageSize, dbSizePages: pages.sizePages };
 }
 
-/** Size of each of the two buffers the snapshot's pages are gathered into before a write. */
-const SNAPSHOT_WRITE_BYTES = 4 * 1024 * 1024;
-
-/** Stream the snapshot's pages (which arrive in order) into large sequential writes, double-buffered. */
+/**
+ * Write the snapshot's pages where they belong as they arrive, in runs of up to a compressed
+ * chunk (1 MiB). Each write is awaited before the next run is taken; the reader keeps inflating
+ * the following chunks meanwhile.
+ */
 async function writeSnapshotPages(fh: FileHandle, storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<SnapshotHeader> {
   const stream = await storage.getStream(plan.snapshot.key, { signal });
-  let chunk = Buffer.allocUnsafe(SNAPSHOT_WRITE_BYTES);
-  let spare = Buffer.allocUnsafe(SNAPSHOT_WRITE_BYTES);
-  let used = 0;
-  let pos = 0;
-  let writing: Promise<unknown> = Promise.resolve();
-  const flush = async (): Promise<void> => {
-    await writing; // the spare buffer is free again once its write is done
-    writing = writeAllAt(fh, [chunk.subarray(0, used)], pos);
-    writing.catch(() => {}); // awaited by the next flush or below; a failure must not go unhandled meanwhile
-    [chunk, spare] = [spare, chunk];
-    pos += used;
-    used = 0;
-  };
-  try {
-    const header = await readSnapshot(
-      stream,
-      async (_pgno, data) => {
-        if (used + data.length > chunk.length) await flush();
-        chunk.set(data, used);
-        used += data.length;
-      },
-      { name: plan.snapshot.key, signal },
-    );
-    if (used > 0) await flush();
-    return header;
-  } finally {
-    await writing;
-  }
+  return readSnapshot(stream, (_first, pages, offset) => writeAllAt(fh, [pages], offset), { name: plan.snapshot.key, signal });
 }
-
-
 
 /** The exact transaction a plan ends at; downloads at most the one segment a time target falls inside. */
 export async function resolveEnd(storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<{ txid: number; commitTime: number }> {

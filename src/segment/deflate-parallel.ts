@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { constants, deflateRaw, type ZlibOptions } from 'node:zlib';
+import { mapInOrder } from '../util/map-in-order.js';
 
 /**
  * Bodies are compressed in slices of this size, independently and at the same time: async zlib
@@ -10,7 +11,7 @@ export const DEFLATE_SLICE_BYTES = 1024 * 1024;
  * Slices compressing at once: one per core, at most four (libuv's pool has four threads by
  * default). More would only hold more buffers and compressor state (~0.5 MiB each) at once.
  */
-const SLICES_IN_FLIGHT = Math.max(1, Math.min(4, availableParallelism()));
+export const SLICES_IN_FLIGHT = Math.max(1, Math.min(4, availableParallelism()));
 /**
  * memLevel 9 (zlib's default is 8) makes level 1 about 7% faster on SQLite pages for 256 KiB more
  * memory per compressor, with the same ratio (measured in bench/segment-bench.ts's data).
@@ -94,28 +95,26 @@ function slicesOf(body: Uint8Array): Uint8Array[] {
 }
 
 /**
- * The streaming form, for snapshots: the chunks of `body` (each ideally DEFLATE_SLICE_BYTES) are
- * compressed as independent slices, up to SLICES_IN_FLIGHT at once, and yielded in order as one
- * raw deflate stream. One chunk is held back until the next arrives, to know which is the last.
- * Memory: a few slices in and out, whatever the stream's length. With `joinable`, the last slice
- * is sync-flushed too and the stream ends with an empty final block (see joinDeflated).
+ * The streaming form: the chunks of `body` (each ideally DEFLATE_SLICE_BYTES) are compressed as
+ * independent slices, up to SLICES_IN_FLIGHT at once, and yielded in order as one raw deflate
+ * stream. Memory: a few slices in and out, whatever the stream's length. With `joinable`, the last
+ * slice is sync-flushed too and the stream ends with an empty final block (see joinDeflated).
  */
 export async function* deflateSlices(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, level: number, opts: { joinable?: boolean } = {}): AsyncGenerator<Uint8Array> {
-  const inFlight: Promise<Buffer>[] = [];
-  const start = (slice: Uint8Array, last: boolean): void => {
-    const p = deflateSlice(slice, level, last);
-    p.catch(() => {}); // awaited below, in order
-    inFlight.push(p);
-  };
+  const finish = !opts.joinable;
+  yield* mapInOrder(markLast(body), ({ item, last }) => deflateSlice(item, level, last && finish), SLICES_IN_FLIGHT);
+  if (opts.joinable) yield FINAL_EMPTY_BLOCK.slice();
+}
+
+/**
+ * Each chunk with whether it is the last; one chunk is held back until the next arrives. An empty
+ * source yields one empty chunk, so that the stream still gets its final block.
+ */
+async function* markLast(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<{ item: Uint8Array; last: boolean }> {
   let held: Uint8Array | undefined;
   for await (const chunk of body) {
-    if (held !== undefined) {
-      start(held, false);
-      if (inFlight.length >= SLICES_IN_FLIGHT) yield await (inFlight.shift() as Promise<Buffer>);
-    }
+    if (held !== undefined) yield { item: held, last: false };
     held = chunk;
   }
-  start(held ?? new Uint8Array(0), !opts.joinable);
-  while (inFlight.length > 0) yield await (inFlight.shift() as Promise<Buffer>);
-  if (opts.joinable) yield FINAL_EMPTY_BLOCK.slice();
+  yield { item: held ?? new Uint8Array(0), last: true };
 }

@@ -9,7 +9,9 @@ import type { Compression } from './segment-types.js';
  * header field checks, and the checksum. docs/FORMAT.md is the normative description.
  */
 
-export const FORMAT_VERSION = 1;
+/** The version pitr writes for each kind of object (docs/FORMAT.md "Versions"). */
+export const SEGMENT_FORMAT_VERSION = 1;
+export const SNAPSHOT_FORMAT_VERSION = 2;
 export const SEGMENT_MAGIC: Uint8Array = new TextEncoder().encode('PITRSEG1');
 export const SNAPSHOT_MAGIC: Uint8Array = new TextEncoder().encode('PITRSNP1');
 export const MAGIC_LENGTH = 8;
@@ -26,6 +28,9 @@ const GENERATION_RE = /^[0-9a-f]{16}$/;
 export const U32_MAX = 0xffff_ffff;
 
 export type ObjectKind = 'segment' | 'snapshot';
+
+/** Every version readers accept, oldest first: snapshot version 1 (one deflate stream) still restores. */
+const READABLE_VERSIONS: Record<ObjectKind, readonly number[]> = { segment: [1], snapshot: [1, 2] };
 
 // ---------------------------------------------------------------------------------------------
 // Checksum
@@ -102,10 +107,11 @@ export function corrupt(kind: ObjectKind, name: string | undefined, detail: stri
 }
 
 export function unsupportedVersion(kind: ObjectKind, name: string | undefined, version: unknown, alsoBad: string): PitrError {
+  const readable = READABLE_VERSIONS[kind];
   return new PitrError(
     'OBJECT_CORRUPT',
     `${describe(kind, name)} has format version ${String(version)}, which this pitr does not support ` +
-      `(it reads version ${FORMAT_VERSION})${alsoBad}`,
+      `(it reads ${readable.length === 1 ? 'version' : 'versions'} ${readable.join(' and ')})${alsoBad}`,
     'If a newer pitr wrote this replica, upgrade pitr on this machine; otherwise the object is damaged.',
   );
 }
@@ -193,17 +199,21 @@ export function peekVersion(bytes: Uint8Array): unknown {
   }
 }
 
-export function isKnownVersion(v: unknown): boolean {
-  return v === FORMAT_VERSION || v === BigInt(FORMAT_VERSION);
+/** The version as a number when readers of `kind` accept it, else undefined. */
+export function knownVersion(kind: ObjectKind, v: unknown): number | undefined {
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  return typeof n === 'number' && READABLE_VERSIONS[kind].includes(n) ? n : undefined;
 }
 
 /**
- * Refuses a header whose version is not ours. `alsoBad` lets a caller say the checksum failed too,
- * because a flipped bit in the version field must not read as "newer pitr" alone.
+ * Returns the header's version, or refuses one this pitr cannot read. `alsoBad` lets a caller say
+ * the checksum failed too, because a flipped bit in the version field must not read as "newer
+ * pitr" alone.
  */
-export function checkVersion(raw: Record<string, unknown>, kind: ObjectKind, name: string | undefined, alsoBad = ''): void {
+export function checkVersion(raw: Record<string, unknown>, kind: ObjectKind, name: string | undefined, alsoBad = ''): number {
   const v = raw['version'];
-  if (isKnownVersion(v)) return;
+  const known = knownVersion(kind, v);
+  if (known !== undefined) return known;
   if (v === undefined) throw corrupt(kind, name, 'header has no version field');
   throw unsupportedVersion(kind, name, v, alsoBad);
 }

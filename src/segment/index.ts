@@ -36,4 +36,4 @@ export {
   snapshotsPrefix,
   type ObjectName,
 } from './object-names.js';
-export { DEFAULT_DEFLATE_LEVEL, FORMAT_VERSION, MAX_HEADER_LENGTH } from './framing.js';
+export { DEFAULT_DEFLATE_LEVEL, MAX_HEADER_LENGTH, SEGMENT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION } from './framing.js';

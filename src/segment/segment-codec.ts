@@ -1,9 +1,9 @@
-import { createInflateRaw } from 'node:zlib';
+import { inflateExact } from './inflate-exact.js';
 import { deflateParallel, isJoinable, joinDeflated } from './deflate-parallel.js';
 import { PitrError } from '../errors.js';
 import {
   DEFAULT_DEFLATE_LEVEL,
-  FORMAT_VERSION,
+  SEGMENT_FORMAT_VERSION,
   PREFIX_LENGTH,
   SEGMENT_MAGIC,
   TRAILER_LENGTH,
@@ -20,7 +20,7 @@ import {
   generationField,
   hex64,
   intField,
-  isKnownVersion,
+  knownVersion,
   kindField,
   pageSizeField,
   peekVersion,
@@ -33,37 +33,6 @@ import {
 import { COMMIT_RECORD_LENGTH, RECORD_TAG_LENGTH, getU53 } from './segment-body.js';
 import { parseObjectKey } from './object-names.js';
 import type { SegmentHeader, TxRecord } from './segment-types.js';
-
-/** Largest single output buffer for inflate; bigger bodies come back in a few chunks. */
-const MAX_INFLATE_CHUNK = 64 * 1024 * 1024;
-
-/**
- * Inflate off the event loop, capped at `expected` bytes (a lying header cannot balloon memory).
- * The output buffer is sized to the whole body, so a valid body comes back as one chunk that is
- * used as is: no per-256-KiB round trips and no final concatenation copy.
- */
-function inflateAll(stored: Uint8Array, expected: number): Promise<{ body: Uint8Array; consumed: number }> {
-  return new Promise((resolve, reject) => {
-    // One spare byte: a body longer than the header says shows up as a second chunk.
-    const inflater = createInflateRaw({ chunkSize: Math.max(64, Math.min(expected + 1, MAX_INFLATE_CHUNK)) });
-    const chunks: Buffer[] = [];
-    let total = 0;
-    inflater.on('data', (chunk: Buffer) => {
-      total += chunk.length;
-      if (total > expected) {
-        inflater.destroy(new Error(`inflates past the ${expected} bytes the header says`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    inflater.on('error', reject);
-    inflater.on('end', () => {
-      const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
-      resolve({ body, consumed: inflater.bytesWritten });
-    });
-    inflater.end(stored);
-  });
-}
 
 /** What encodeSegment needs besides the body; version, kind and bodyLength are derived. */
 export type SegmentHeaderInput = Omit<SegmentHeader, 'version' | 'kind' | 'bodyLength'>;
@@ -104,7 +73,7 @@ function headerFromRaw(raw: Record<string, unknown>, fail: Fail, withBodyLength:
   if (lastTxid < firstTxid) fail(`lastTxid ${lastTxid} is before firstTxid ${firstTxid}`);
   if (lastTime < firstTime) fail(`lastTime ${lastTime} is before firstTime ${firstTime}`);
   return {
-    version: FORMAT_VERSION,
+    version: SEGMENT_FORMAT_VERSION,
     kind: 'segment',
     generation,
     pageSize,
@@ -272,7 +241,7 @@ export async function decodeSegment(bytes: Uint8Array, name?: string): Promise<D
   } else {
     let consumed: number;
     try {
-      ({ body, consumed } = await inflateAll(storedBody, header.bodyLength));
+      ({ body, consumed } = await inflateExact(storedBody, header.bodyLength));
     } catch (err) {
       throw corrupt('segment', name, `body does not inflate to the ${header.bodyLength} bytes the header says`, err);
     }
@@ -292,7 +261,7 @@ export async function decodeSegment(bytes: Uint8Array, name?: string): Promise<D
 function checksumFailure(bytes: Uint8Array, name: string | undefined, stored: bigint, computed: bigint): PitrError {
   const detail = `checksum mismatch (trailer ${hex64(stored)}, computed ${hex64(computed)})`;
   const version = peekVersion(bytes);
-  if (version !== undefined && !isKnownVersion(version)) {
+  if (version !== undefined && knownVersion('segment', version) === undefined) {
     // A flipped bit in the version field must not read as "written by a newer pitr" alone.
     return unsupportedVersion('segment', name, version, `; also, its ${detail}`);
   }

@@ -5,12 +5,14 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomFillSync } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { PitrError } from '../../src/errors.js';
 import {
   readSnapshot,
   readSnapshotHeader,
   writeSnapshot,
+  type OnPages,
   type SnapshotHeader,
   type SnapshotHeaderInput,
 } from '../../src/segment/snapshot-codec.js';
@@ -54,16 +56,30 @@ function chunked(bytes: Uint8Array, sizes = [1, 7, 500, 3, 4096, 13]): Readable 
   return Readable.from(parts, { objectMode: false });
 }
 
+/** The reader's runs of pages, one call per page (data valid during the call only, as for runs). */
+function perPage(pageSize: number, onPage: (pgno: number, data: Uint8Array) => void | Promise<void>): OnPages {
+  return async (first, pages, offset) => {
+    assert.equal(offset, (first - 1) * pageSize);
+    assert.equal(pages.length % pageSize, 0);
+    for (let i = 0; i * pageSize < pages.length; i++) await onPage(first + i, pages.subarray(i * pageSize, (i + 1) * pageSize));
+  };
+}
+
 async function readAll(input: Readable, name?: string): Promise<{ header: SnapshotHeader; pages: Uint8Array[] }> {
-  const pages: Uint8Array[] = [];
+  const runs: { first: number; offset: number; data: Uint8Array }[] = [];
   const header = await readSnapshot(
     input,
-    (pgno, data) => {
-      assert.equal(pgno, pages.length + 1);
-      pages.push(Uint8Array.from(data));
-    },
+    (first, data, offset) => void runs.push({ first, offset, data: Uint8Array.from(data) }),
     name === undefined ? undefined : { name },
   );
+  // Runs come in order, whole pages each; split them once the page size is known.
+  const pages: Uint8Array[] = [];
+  for (const run of runs) {
+    assert.equal(run.first, pages.length + 1);
+    assert.equal(run.offset, (run.first - 1) * header.pageSize);
+    assert.equal(run.data.length % header.pageSize, 0);
+    for (let at = 0; at < run.data.length; at += header.pageSize) pages.push(run.data.subarray(at, at + header.pageSize));
+  }
   return { header, pages };
 }
 
@@ -94,12 +110,13 @@ describe('snapshot round trip', () => {
       else assert.ok(written > 3000 * 4096);
 
       let next = 1;
-      const header = await readSnapshot(createReadStream(path), async (pgno, data) => {
+      const header = await readSnapshot(createReadStream(path), perPage(4096, async (pgno, data) => {
         assert.equal(pgno, next++);
         assert.ok(bytesEqual(data, makePage(4096, pgno)), `page ${pgno}`);
-      }, { name: path });
+      }), { name: path });
       assert.equal(next, 3001);
-      assert.deepEqual(header, { version: 1, kind: 'snapshot', ...h });
+      // Version 2: a deflate body is chunks of 1 MiB of pages, each its own stream.
+      assert.deepEqual(header, { version: 2, kind: 'snapshot', ...h, ...(compression === 'deflate' ? { chunkPages: 256 } : {}) });
       const first = await readFile(path);
       assert.deepEqual(readSnapshotHeader(first.subarray(0, 4096), path), header);
     });
@@ -166,6 +183,8 @@ describe('snapshot memory stays bounded', () => {
   // Writing with deflate: up to 4 slices of 1 MiB compressing, one held back (to know which is
   // last) and one filling; far below the 32 MiB an unbounded producer would run ahead.
   const bounds = { none: 2 * 1024 * 1024, deflate: 8 * 1024 * 1024 };
+  // Reading with deflate: up to 4 compressed chunks of ~1 MiB inflating, one being delivered.
+  const readBounds = { none: 2 * 1024 * 1024, deflate: 6 * 1024 * 1024 };
 
   /** Incompressible pages, so that bytes in and bytes out of deflate are comparable. */
   function noise(): Uint8Array {
@@ -208,11 +227,11 @@ describe('snapshot memory stays bounded', () => {
         },
       });
       let maxAhead = 0;
-      await readSnapshot(input, async (pgno) => {
+      await readSnapshot(input, perPage(ps, async (pgno) => {
         maxAhead = Math.max(maxAhead, pulled - pgno * ps);
         if (pgno % 64 === 0) await new Promise((r) => setImmediate(r));
-      });
-      assert.ok(maxAhead < bounds.none, `reader pulled ${maxAhead} bytes ahead of onPage`);
+      }));
+      assert.ok(maxAhead < readBounds[compression], `reader pulled ${maxAhead} bytes ahead of onPage`);
     });
   }
 });
@@ -253,7 +272,7 @@ describe('snapshot corruption', () => {
     const bad = Buffer.from(await snapshotBytes(hdr(512, 6, 'none')));
     bad[bad.length - 1]! ^= 1;
     let delivered = 0;
-    await rejectsCorrupt(readSnapshot(Readable.from([bad]), () => void delivered++, { name: NAME }), NAME, /checksum mismatch/);
+    await rejectsCorrupt(readSnapshot(Readable.from([bad]), perPage(512, () => void delivered++), { name: NAME }), NAME, /checksum mismatch/);
     assert.equal(delivered, 6);
   });
 
@@ -272,9 +291,9 @@ describe('snapshot corruption', () => {
 
     const body = Buffer.concat(Array.from({ length: 6 }, (_, i) => makePage(512, i + 1)));
     const good = { version: 1, kind: 'snapshot', ...hdr(512, 6, 'none') };
-    const v2 = await frame('PITRSNP1', { ...good, version: 2 }, body);
-    await rejectsCorrupt(readAll(Readable.from([Buffer.from(v2)]), NAME), NAME, /format version 2/);
-    assert.throws(() => readSnapshotHeader(v2, NAME), /format version 2/);
+    const v3 = await frame('PITRSNP1', { ...good, version: 3 }, body);
+    await rejectsCorrupt(readAll(Readable.from([Buffer.from(v3)]), NAME), NAME, /format version 3, .*reads versions 1 and 2/);
+    assert.throws(() => readSnapshotHeader(v3, NAME), /format version 3/);
     const tooFew = await frame('PITRSNP1', { ...good, dbSizePages: 5 }, body);
     await rejectsCorrupt(readAll(Readable.from([Buffer.from(tooFew)]), NAME), NAME, /longer than/);
     const tooMany = await frame('PITRSNP1', { ...good, dbSizePages: 7 }, body);
@@ -284,6 +303,42 @@ describe('snapshot corruption', () => {
     const badGen = await frame('PITRSNP1', { ...good, generation: 'x' }, body);
     await rejectsCorrupt(readAll(Readable.from([Buffer.from(badGen)]), NAME), NAME, /generation/);
     assert.ok((await readAll(Readable.from([Buffer.from(await frame('PITRSNP1', good, body))]))).pages.length === 6);
+  });
+
+  it('a version-2 deflate body: lying chunk lengths, wrong chunk sizes, a missing chunkPages, stray bytes', async () => {
+    // Compressible pages, so that a chunk of too many pages still fits the length bound.
+    const pages = Array.from({ length: 6 }, (_, i) => new Uint8Array(512).fill(i + 1));
+    const good = { version: 2, kind: 'snapshot', ...hdr(512, 6, 'deflate'), chunkPages: 4 };
+    /** A body of the given page runs, each deflated on its own behind its u32 length. */
+    const chunks = (runs: Uint8Array[][], lie?: number): Uint8Array =>
+      Buffer.concat(
+        runs.flatMap((run, i) => {
+          const stored = deflateRawSync(Buffer.concat(run));
+          const len = Buffer.alloc(4);
+          len.writeUInt32BE(i === 0 && lie !== undefined ? lie : stored.length);
+          return [len, stored];
+        }),
+      );
+    const ok = await frame('PITRSNP1', good, chunks([pages.slice(0, 4), pages.slice(4)]));
+    const read = await readAll(Readable.from([Buffer.from(ok)]), NAME);
+    assert.equal(read.pages.length, 6);
+    read.pages.forEach((p, i) => assert.ok(bytesEqual(p, pages[i]!)));
+
+    const cases: [Uint8Array, RegExp][] = [
+      // A length far beyond what 4 pages can deflate to is refused before it is read.
+      [chunks([pages.slice(0, 4), pages.slice(4)], 0x7fffffff), /claims 2147483647 compressed bytes/],
+      [chunks([pages.slice(0, 4), pages.slice(4)], 0), /claims 0 compressed bytes/],
+      // Chunks cut at other page counts than chunkPages says.
+      [chunks([pages.slice(0, 3), pages.slice(3)]), /inflates to 1536 bytes, expected 2048/],
+      [chunks([pages.slice(0, 5), pages.slice(5)]), /chunk of page 1 does not inflate to the 2048 bytes/],
+      [Buffer.concat([chunks([pages.slice(0, 4), pages.slice(4)]), Buffer.alloc(3)]), /stray bytes after the last compressed chunk/],
+      [chunks([pages.slice(0, 4)]), /truncated/],
+    ];
+    for (const [body, pattern] of cases) {
+      await rejectsCorrupt(readAll(Readable.from([Buffer.from(await frame('PITRSNP1', good, body))]), NAME), NAME, pattern);
+    }
+    const { chunkPages: _omit, ...noChunkPages } = good;
+    await rejectsCorrupt(readAll(Readable.from([Buffer.from(await frame('PITRSNP1', noChunkPages, chunks([pages.slice(0, 4), pages.slice(4)])))]), NAME), NAME, /chunkPages/);
   });
 
   it('an object whose key does not describe it is refused', async () => {
@@ -314,17 +369,17 @@ describe('snapshot errors that are not corruption', () => {
     const input = Readable.from([Buffer.from(bytes)]);
     const mine = new Error('disk full');
     await assert.rejects(
-      readSnapshot(input, (pgno) => {
+      readSnapshot(input, perPage(512, (pgno) => {
         if (pgno === 3) throw mine;
-      }),
+      })),
       (err) => err === mine,
     );
     assert.ok(input.destroyed);
     const plain = Readable.from([Buffer.from(await snapshotBytes(hdr(512, 6, 'none')))]);
     await assert.rejects(
-      readSnapshot(plain, async (pgno) => {
+      readSnapshot(plain, perPage(512, async (pgno) => {
         if (pgno === 3) throw mine;
-      }),
+      })),
       (err) => err === mine,
     );
   });
@@ -363,9 +418,9 @@ describe('snapshot errors that are not corruption', () => {
     const ac2 = new AbortController();
     const input = chunked(bytes, [4096]);
     await assert.rejects(
-      readSnapshot(input, (pgno) => {
+      readSnapshot(input, perPage(512, (pgno) => {
         if (pgno === 300) ac2.abort();
-      }, { signal: ac2.signal }),
+      }), { signal: ac2.signal }),
       (err) => err instanceof PitrError && err.code === 'ABORTED',
     );
     assert.ok(input.destroyed);

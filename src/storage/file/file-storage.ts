@@ -89,9 +89,9 @@ export class FileStorage implements StorageClient {
     this.throwIfAborted(signal, 'get', key);
     const { handle, size } = await this.openForRead(key);
     try {
-      if (range === undefined) {
-        return await this.io('read', key, () => handle.readFile(signal ? { signal } : {}), signal);
-      }
+      // Objects are immutable once renamed into place, so the size from the open handle is the
+      // whole object: one read call of exactly that size instead of readFile's fstat + reads to EOF.
+      if (range === undefined) return await this.readExactly(handle, key, 0, size, signal);
       if (range.start >= size) {
         throw new PitrError(
           'STORAGE_IO',
@@ -101,25 +101,29 @@ export class FileStorage implements StorageClient {
       }
       // Clamped like an HTTP range, so a caller may ask for "up to N bytes".
       const end = Math.min(range.end, size - 1);
-      const out = new Uint8Array(end - range.start + 1);
-      let filled = 0;
-      while (filled < out.length) {
-        this.throwIfAborted(signal, 'get', key);
-        const { bytesRead } = await this.io('read', key, () =>
-          handle.read(out, filled, out.length - filled, range.start + filled));
-        if (bytesRead === 0) {
-          throw new PitrError(
-            'STORAGE_IO',
-            `"${key}" in ${this.url} ended early: read ${filled} of ${out.length} bytes at offset ${range.start}`,
-            'The object changed while it was being read; it may have been modified outside pitr.',
-          );
-        }
-        filled += bytesRead;
-      }
-      return out;
+      return await this.readExactly(handle, key, range.start, end - range.start + 1, signal);
     } finally {
       await handle.close().catch(() => undefined);
     }
+  }
+
+  /** `length` bytes at `start`, looping over short reads; STORAGE_IO if the file ends first. */
+  private async readExactly(handle: FileHandle, key: string, start: number, length: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const out = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length) {
+      this.throwIfAborted(signal, 'get', key);
+      const { bytesRead } = await this.io('read', key, () => handle.read(out, filled, length - filled, start + filled));
+      if (bytesRead === 0) {
+        throw new PitrError(
+          'STORAGE_IO',
+          `"${key}" in ${this.url} ended early: read ${filled} of ${length} bytes at offset ${start}`,
+          'The object changed while it was being read; it may have been modified outside pitr.',
+        );
+      }
+      filled += bytesRead;
+    }
+    return out;
   }
 
   async getStream(key: string, opts: RequestOptions = {}): Promise<Readable> {

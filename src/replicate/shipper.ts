@@ -1,7 +1,7 @@
 import type { StorageClient } from '../storage/storage-client.js';
 import { buildCatalog, maxTxid, type Catalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey } from '../segment/object-names.js';
-import { canJoin, concatSegmentBodies, decodeSegment, encodeSegment, joinSegments, type DecodedSegment, type StoredSegment } from '../segment/segment-codec.js';
+import { canJoin, decodeSegment, encodeSegment, joinSegments, readStoredSegment, type StoredSegment } from '../segment/segment-codec.js';
 import type { Spool } from './spool.js';
 import type { Logger } from '../log.js';
 import { formatDuration } from '../util/duration.js';
@@ -364,7 +364,8 @@ export class Shipper {
     }
     const first = entries[0] as SegmentEntry;
     const last = entries[entries.length - 1] as SegmentEntry;
-    const bytes = parts.every(canJoin) ? await joinSegments(parts) : await this.recompress(gen, parts, entries);
+    for (let i = 0; i < parts.length; i++) parts[i] = await joinablePart(parts[i] as StoredSegment, entries[i] as SegmentEntry);
+    const bytes = await joinSegments(parts);
     await this.replica.put(segmentKey(gen, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime), bytes);
     const r = this.remote.get(gen) as RemoteGeneration;
     r.chainEnd = last.lastTxid;
@@ -376,22 +377,18 @@ export class Shipper {
     this.opts.events?.uploaded('segment', bytes.length);
     this.opts.onShipped();
   }
+}
 
-  /**
-   * Merge spooled segments that cannot be joined as they are (written uncompressed by an earlier
-   * pitr, which spooled bodies raw): inflate, concatenate, compress once.
-   */
-  private async recompress(gen: string, parts: readonly StoredSegment[], entries: readonly SegmentEntry[]): Promise<Uint8Array> {
-    const batch: DecodedSegment[] = [];
-    for (let i = 0; i < parts.length; i++) batch.push(await decodeSegment((parts[i] as StoredSegment).bytes, `spool ${(entries[i] as SegmentEntry).key}`));
-    const first = (batch[0] as DecodedSegment).header;
-    const last = (batch[batch.length - 1] as DecodedSegment).header;
-    return encodeSegment(
-      { generation: gen, pageSize: first.pageSize, firstTxid: first.firstTxid, lastTxid: last.lastTxid, firstTime: first.firstTime, lastTime: last.lastTime, compression: 'deflate' },
-      concatSegmentBodies(batch),
-      { joinable: true },
-    );
-  }
+/**
+ * A spool entry as joinSegments needs it: as is when the spool compressed it (the usual case), else
+ * (stored raw under a WAL reset's write lock, or by an earlier pitr) inflated and compressed the way
+ * the spool compresses, so only that entry is compressed here and the rest of the batch is joined.
+ */
+async function joinablePart(part: StoredSegment, entry: SegmentEntry): Promise<StoredSegment> {
+  if (canJoin(part)) return part;
+  const { header, body } = await decodeSegment(part.bytes, `spool ${entry.key}`);
+  const { generation, pageSize, firstTxid, lastTxid, firstTime, lastTime } = header;
+  return readStoredSegment(await encodeSegment({ generation, pageSize, firstTxid, lastTxid, firstTime, lastTime, compression: 'deflate' }, body, { joinable: true }));
 }
 
 function sleep(ms: number): Promise<void> {

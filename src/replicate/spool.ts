@@ -97,7 +97,6 @@ export class Spool {
     return readStoredSegment(await this.store.get(entry.key), `spool ${entry.key}`);
   }
 
-
   async openSnapshot(entry: SnapshotEntry): Promise<Readable> {
     return this.store.getStream(entry.key);
   }

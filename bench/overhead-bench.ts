@@ -10,7 +10,7 @@ import { FileReplicaWatcher, logProblems, percentile, removeDir, round, startAge
 import { copyDb, makeSeed } from './lag-bench.js';
 
 const RUN_MS = Number(process.env['PITR_BENCH_OVERHEAD_MS'] ?? 4000);
-const PAIRS = 3;
+const PAIRS = Number(process.env['PITR_BENCH_OVERHEAD_PAIRS'] ?? 3);
 
 interface Run {
   agent: boolean;

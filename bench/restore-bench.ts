@@ -1,15 +1,19 @@
 /**
  * Issue rows 4 (agent CPU and peak RSS per GB of WAL shipped) and 5 (restore time against
  * `.backup` of the same database), from one build: a ~300 MB database written through the real
- * agent in a few thousand transactions, so the replica holds a tiny snapshot and ~900 segments.
+ * agent (default settings but --sync-interval 0) in a few thousand transactions, so the replica
+ * holds ~800 segments, the generation's first (tiny) snapshot and the ones --snapshot-wal-ratio
+ * took as the WAL outgrew the database. A copy of the replica without those later snapshots is
+ * the many-segments case (as with --snapshot-wal-ratio 0).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { linkSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { BenchRow } from './bench-row.js';
 import { openStorage } from '../src/storage/open-storage.js';
 import { decodeSegment, iterateTransactions } from '../src/segment/segment-codec.js';
+import { parseObjectKey } from '../src/segment/object-names.js';
 import { startS3Server, type S3TestServer } from '../test/storage/s3-server.js';
 import { readK, seedDatabase } from './app-db.js';
 import { FileReplicaWatcher, MB, logProblems, procStats, removeDir, round, runCli, startAgent, startWriter, tempDir, waitForSnapshot } from './agent-harness.js';
@@ -118,12 +122,27 @@ export async function benchRestore(): Promise<BenchRow[]> {
       for (const tx of iterateTransactions(body, header.pageSize)) pages += tx.pages.length;
     }
     const walBytes = pages * (pageSize + WAL_FRAME_HEADER);
+    // The many-segments replica: the same objects (hard links) minus every snapshot but the first.
+    const all = await storage.list('generations/');
+    const snapTxids = all.flatMap((o) => {
+      const n = parseObjectKey(o.key);
+      return n?.kind === 'snapshot' ? [n.txid] : [];
+    });
+    const firstSnap = Math.min(...snapTxids);
+    const segReplica = join(dir, 'replica-segments');
+    for (const o of all) {
+      const n = parseObjectKey(o.key);
+      if (n?.kind === 'snapshot' && n.txid !== firstSnap) continue;
+      const to = join(segReplica, ...o.key.split('/'));
+      mkdirSync(dirname(to), { recursive: true });
+      linkSync(join(replica, ...o.key.split('/')), to);
+    }
     const segments = watcher.segments().length;
     const cpuS = after.cpuSeconds - before.cpuSeconds;
     const buildHow =
       `real agent (\`pitr replicate DB DIR --sync-interval 0\`) while an app-writer child commits ${TXS} transactions of ${ROWS_PER_TX} rows x ~${ROW_BYTES} B of text (indexed) into an empty database, ` +
       `paced at ${TX_RATE} tx/s with a ${PAUSE_MS} ms pause every ${PAUSE_EVERY} (paced so the WAL is recycled and the run stays one generation; see the lag rows) in ${writeS.toFixed(1)} s, replica caught up ${Math.max(0, catchUpS).toFixed(1)} s later; ` +
-      `${(walBytes / MB).toFixed(0)} MB of WAL shipped (${pages} page images x (${pageSize} + 24) B, counted by decoding every segment in the replica), ${segments} segments, ${(segmentBytes / MB).toFixed(0)} MB stored; ${generations} generation(s); ${problems}`;
+      `${(walBytes / MB).toFixed(0)} MB of WAL shipped (${pages} page images x (${pageSize} + 24) B, counted by decoding every segment in the replica), ${segments} segments, ${(segmentBytes / MB).toFixed(0)} MB stored, ${snapTxids.length} snapshots (at generation start, then by --snapshot-wal-ratio 1 at txids ${snapTxids.filter((t) => t !== firstSnap).sort((a, b) => a - b).join(', ')}); ${generations} generation(s); ${problems}`;
 
     // ---- baselines: .backup of the same database ----
     const src = new Database(db);
@@ -158,6 +177,8 @@ export async function benchRestore(): Promise<BenchRow[]> {
     const mid = snap.txid + Math.floor(TXS / 2);
     const latestFile = timeRestore(replica, join(dir, 'out', 'latest-file.db'), []);
     if (readK(join(dir, 'out', 'latest-file.db')) !== TXS || pageCount(join(dir, 'out', 'latest-file.db')) !== dbPages) throw new Error('latest restore from file does not match the source');
+    const segFile = timeRestore(segReplica, join(dir, 'out', 'segments-file.db'), []);
+    if (readK(join(dir, 'out', 'segments-file.db')) !== TXS || pageCount(join(dir, 'out', 'segments-file.db')) !== dbPages) throw new Error('latest restore from segments does not match the source');
     const midFile = timeRestore(replica, join(dir, 'out', 'mid-file.db'), ['--txid', String(mid)]);
     if (readK(join(dir, 'out', 'mid-file.db')) !== mid - snap.txid) throw new Error('mid restore from file holds the wrong commit');
     // The other end of the range: the newest snapshot is recent, as right after a snapshot
@@ -213,6 +234,8 @@ export async function benchRestore(): Promise<BenchRow[]> {
       { name: 'backup.better-sqlite3', value: round(bs3BackupS, 2), unit: 's', how: `${runs(bs3All)}; better-sqlite3 \`db.backup(OUT)\` (default: 100 pages per step, yielding between steps) of the same source, in the bench process` },
       { name: 'restore.latest.file', value: round(latestFile.wallS, 2), unit: 's', how: restoreHow(latestFile, 'DIR', '') },
       { name: 'restore.latest.file/backup', value: round(latestFile.wallS / cliBackupS, 2), unit: 'x', how: 'restore.latest.file / backup.sqlite3-cli, same run; target <= 2' },
+      { name: 'restore.segments.file', value: round(segFile.wallS, 2), unit: 's', how: `${restoreHow(segFile, 'DIR', '')}; here from a copy of the replica holding only the generation's first (tiny) snapshot, as with --snapshot-wal-ratio 0 and no --snapshot-interval snapshot yet: every page comes from segments` },
+      { name: 'restore.segments.file/backup', value: round(segFile.wallS / cliBackupS, 2), unit: 'x', how: 'restore.segments.file / backup.sqlite3-cli, same run (the default --snapshot-wal-ratio 1 keeps a replica out of this case)' },
       { name: 'restore.mid.file', value: round(midFile.wallS, 2), unit: 's', how: restoreHow(midFile, 'DIR', ` --txid ${mid}`) },
       { name: 'restore.snapshot.file', value: round(snapFile.wallS, 2), unit: 's', how: `${restoreHow(snapFile, 'DIR', '')}; here the replica holds a snapshot of the finished database (taken by a second agent with default settings) and no segments: the latest state right after a snapshot` },
       { name: 'restore.snapshot.file/backup', value: round(snapFile.wallS / cliBackupS, 2), unit: 'x', how: 'restore.snapshot.file / backup.sqlite3-cli, same run; target <= 2' },

@@ -39,6 +39,12 @@ export function positiveIntArg(v: string): number {
   return Number(v);
 }
 
+/** A non-negative decimal number, such as a ratio (0 usually means "off"). */
+export function nonNegativeNumberArg(v: string): number {
+  if (!/^\d+(\.\d+)?$/.test(v.trim())) throw new InvalidArgumentError('expected a number of 0 or more, like 1 or 0.5');
+  return Number(v);
+}
+
 /** What --txid / --to ask for (the commands declare them as conflicting), latest otherwise. */
 export function targetFromFlags(flags: { txid?: number; to?: number }): RestoreTarget {
   if (flags.txid !== undefined) return { kind: 'txid', txid: flags.txid };
@@ -71,13 +77,3 @@ export function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}

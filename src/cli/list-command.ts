@@ -2,7 +2,8 @@ import { Command } from 'commander';
 import { openStorage } from '../storage/open-storage.js';
 import { loadCatalog } from '../restore/restore.js';
 import { PitrError } from '../errors.js';
-import { formatBytes, iso, reportError } from './cli-util.js';
+import { iso, reportError } from './cli-util.js';
+import { formatBytes } from '../util/duration.js';
 
 export function listCommand(): Command {
   return new Command('list')

@@ -5,11 +5,13 @@ import { openStorage } from '../storage/open-storage.js';
 import { createLogger, type LogLevel, type Logger } from '../log.js';
 import { getPriority, setPriority } from 'node:os';
 import { readdirSync, readFileSync } from 'node:fs';
-import { durationArg, niceArg, positiveIntArg, reportError, sizeArg } from './cli-util.js';
+import { durationArg, niceArg, nonNegativeNumberArg, positiveIntArg, reportError, sizeArg } from './cli-util.js';
 
 interface ReplicateFlags {
   syncInterval: number;
   snapshotInterval: number;
+  snapshotWalRatio: number;
+  snapshotWalMin: number;
   retention: number;
   retentionCheckInterval: number;
   stateDir?: string;
@@ -68,6 +70,8 @@ export function replicateCommand(): Command {
     .argument('[replicas...]', 'replica URLs (default: DB-replica directory next to DB)')
     .addOption(new Option('--sync-interval <duration>', 'minimum spacing of uploads under sustained writes; the first commit after a quiet period ships at once; 0 ships every capture').default(1000, '1s').argParser(durationArg('--sync-interval')))
     .addOption(new Option('--snapshot-interval <duration>', 'take a full snapshot this often (0 = only at generation start)').default(86_400_000, '24h').argParser(durationArg('--snapshot-interval')))
+    .addOption(new Option('--snapshot-wal-ratio <n>', 'also take a snapshot once the WAL captured since the last one exceeds N times the database size (and --snapshot-wal-min), so restoring the latest state replays at most that much WAL; costs one more snapshot upload per N database sizes written (0 = by --snapshot-interval only)').default(1).argParser(nonNegativeNumberArg))
+    .addOption(new Option('--snapshot-wal-min <size>', 'least WAL since the last snapshot before --snapshot-wal-ratio takes one (keeps small databases from snapshotting constantly)').default(64 << 20, '64MiB').argParser(sizeArg('--snapshot-wal-min')))
     .addOption(new Option('--retention <duration>', 'keep what is needed to restore any point this far back (0 = keep everything)').default(7 * 86_400_000, '7d').argParser(durationArg('--retention')))
     .addOption(new Option('--retention-check-interval <duration>', 'how often retention runs (it LISTs each replica)').default(3_600_000, '1h').argParser(durationArg('--retention-check-interval')))
     .option('--state-dir <dir>', 'where the spool and position are kept (default: DB-pitr next to DB)')
@@ -125,6 +129,8 @@ export function replicateCommand(): Command {
           stateDir,
           syncIntervalMs: flags.syncInterval,
           snapshotIntervalMs: flags.snapshotInterval,
+          snapshotWalRatio: flags.snapshotWalRatio,
+          snapshotWalMinBytes: flags.snapshotWalMin,
           retentionMs: flags.retention,
           retentionCheckMs: flags.retentionCheckInterval,
           checkpointFrames: flags.checkpointFrames,

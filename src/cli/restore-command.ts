@@ -2,7 +2,8 @@ import { Command, Option } from 'commander';
 import { openStorage } from '../storage/open-storage.js';
 import { restore, type RestorePhases, type RestoreResult } from '../restore/restore.js';
 import { PitrError } from '../errors.js';
-import { formatBytes, iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
+import { iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
+import { formatBytes } from '../util/duration.js';
 
 interface RestoreFlags {
   output: string;

@@ -1,9 +1,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { openStorage } from '../storage/open-storage.js';
 import { replicaStatus, type ReplicaStatus } from '../monitor/status.js';
-import { formatDuration, parseDuration } from '../util/duration.js';
+import { formatBytes, formatDuration, parseDuration } from '../util/duration.js';
 import { isPitrError } from '../errors.js';
-import { formatBytes, iso, reportError } from './cli-util.js';
+import { iso, reportError } from './cli-util.js';
 
 interface MaxAge {
   ms: number;

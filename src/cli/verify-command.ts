@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
 import { openStorage } from '../storage/open-storage.js';
 import { verifyReplica, type VerifyResult } from '../monitor/verify.js';
-import { formatDuration } from '../util/duration.js';
-import { formatBytes, iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
+import { formatBytes, formatDuration } from '../util/duration.js';
+import { iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
 
 interface VerifyFlags {
   to?: number;

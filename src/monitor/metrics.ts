@@ -9,6 +9,8 @@ export interface MetricsSource {
   walBytes(): number;
   spoolBytes(): number;
   lastSnapshotAt(): number;
+  /** Uncompressed WAL captured since the state of the newest snapshot (what a latest restore replays). */
+  walSinceSnapshot(): number;
   replicas(): { url: string; lagSeconds: number; lastTxid: number; lastCommitTime: number; healthy: boolean }[];
   /** Include Node's process metrics (CPU, memory, event loop) as pitr_process_*. */
   processMetrics?: boolean;
@@ -71,6 +73,7 @@ export class AgentMetrics {
       const at = source.lastSnapshotAt();
       if (at > 0) g.set({ db }, (Date.now() - at) / 1000);
     });
+    gauge('pitr_wal_since_snapshot_bytes', 'Uncompressed WAL captured since the newest snapshot: what a restore of the latest state replays on top of it', ['db'], (g) => g.set({ db }, source.walSinceSnapshot()));
     gauge('pitr_generation_info', 'The generation being captured (value 1)', ['db', 'generation'], (g) => {
       g.reset();
       g.set({ db, generation: source.generation() }, 1);

@@ -18,7 +18,7 @@ import { healthReport, type HealthReport } from '../monitor/health.js';
 import { startMonitorServer } from '../monitor/http-server.js';
 import { HEARTBEAT_KEY, encodeHeartbeat } from '../monitor/heartbeat.js';
 import { verifyReplica } from '../monitor/verify.js';
-import { formatDuration } from '../util/duration.js';
+import { formatBytes, formatDuration } from '../util/duration.js';
 
 /**
  * Least time between the starts of two capture passes. Adds at most this much to the lag under
@@ -39,6 +39,14 @@ export interface AgentOptions {
   stateDir: string;
   syncIntervalMs: number;
   snapshotIntervalMs: number;
+  /**
+   * Also snapshot once the WAL captured since the last snapshot exceeds this many times the
+   * database size (and snapshotWalMinBytes); 0 = never. Bounds how much WAL a restore of the
+   * latest state replays. Default 1.
+   */
+  snapshotWalRatio?: number;
+  /** Least WAL since the last snapshot before snapshotWalRatio applies. Default 64 MiB. */
+  snapshotWalMinBytes?: number;
   retentionMs: number;
   /** How often retention runs (it LISTs each replica). */
   retentionCheckMs?: number;
@@ -87,6 +95,11 @@ export class Agent {
   private passRunning = false;
   private snapshotRunning: Promise<void> | undefined;
   private lastSnapshotAt = 0;
+  /**
+   * Bytes of segment body (page images and commit records) captured since the state the newest
+   * snapshot holds; counted from the agent's start when it continues a generation.
+   */
+  private walSinceSnapshot = 0;
   private watcher: DbWatcher | undefined;
   private timers: NodeJS.Timeout[] = [];
   /**
@@ -142,6 +155,7 @@ export class Agent {
       walBytes: () => this.walBytes,
       spoolBytes: () => this.spool.totalBytes(),
       lastSnapshotAt: () => this.lastSnapshotAt,
+      walSinceSnapshot: () => this.walSinceSnapshot,
       replicas: () => this.health().replicas,
       // The process collector's event-loop monitor wakes the agent ~190 times a second: only
       // pay for it when someone scrapes.
@@ -364,6 +378,8 @@ export class Agent {
       if (r.transactions > 0) {
         this.metrics?.capturedTransactions(r.transactions);
         this.log.debug('captured', { transactions: r.transactions, bytes: r.bytes, txid: capture.state.lastTxid });
+        this.walSinceSnapshot += r.bytes;
+        this.snapshotIfWalOutgrew(capture);
         this.notifyShippers();
         // Not awaited: it may start a generation, which needs the lock this pass holds.
         const cap = this.opts.spoolMaxBytes ?? 0;
@@ -406,18 +422,36 @@ export class Agent {
       });
   }
 
+  /**
+   * A restore of the latest state reads the newest snapshot and replays every segment after it, so
+   * its time grows with the WAL written since that snapshot, not with the database. Once that WAL
+   * outgrows snapshotWalRatio x the database, a new snapshot bounds it again: restore then reads
+   * at most about (1 + ratio) database sizes, whatever the write rate and --snapshot-interval.
+   */
+  private snapshotIfWalOutgrew(capture: Capture): void {
+    const ratio = this.opts.snapshotWalRatio ?? 1;
+    if (ratio <= 0 || this.snapshotRunning || !this.db) return;
+    const dbBytes = capture.state.dbSizePages * this.db.info.pageSize;
+    const limit = Math.max(ratio * dbBytes, this.opts.snapshotWalMinBytes ?? 64 << 20);
+    if (this.walSinceSnapshot < limit) return;
+    this.requestSnapshot(`${formatBytes(this.walSinceSnapshot)} of WAL since the last snapshot, over ${ratio} x the ${formatBytes(dbBytes)} database`);
+  }
+
   /** Pin the current state under the lock, then stream pages outside it so capture keeps going. */
   private async snapshot(callerHoldsLock = false): Promise<void> {
     const capture = this.capture;
     const db = this.db;
     if (!capture || !db) return;
-    const take = async (): Promise<{ pin: ReturnType<SourceDb['pinRead']>; view: ReturnType<Capture['snapshotView']> }> => ({
+    const take = async (): Promise<{ pin: ReturnType<SourceDb['pinRead']>; view: ReturnType<Capture['snapshotView']>; walBefore: number }> => ({
       pin: db.pinRead(),
       view: capture.snapshotView(),
+      walBefore: this.walSinceSnapshot,
     });
-    const { view, pin } = callerHoldsLock ? await take() : await this.withLock(take);
+    const { view, pin, walBefore } = callerHoldsLock ? await take() : await this.withLock(take);
     const started = Date.now();
     const entry = await writeSnapshotToSpool({ dbPath: this.opts.dbPath, view, pin, spool: this.spool });
+    // What was captured while the snapshot was written comes after its state: it still counts.
+    this.walSinceSnapshot = Math.max(0, this.walSinceSnapshot - walBefore);
     this.lastSnapshotAt = Date.now();
     this.metrics?.snapshotTaken();
     this.log.info('snapshot spooled', { key: entry.key, bytes: entry.size, pages: view.dbSizePages, took: formatDuration(Date.now() - started) });

@@ -67,3 +67,15 @@ export function parseSize(input: string, what = 'size'): number {
   }
   return Math.round(Number(m[1]) * factor);
 }
+
+/** A byte count for people: 1536 -> "1.5 KiB". */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
 import type Database from 'better-sqlite3';
 import { openAppDatabase, readSeq, appCommit } from '../fixtures/app-schema.js';
@@ -15,6 +16,7 @@ import {
   makeTempDir,
   removeTempDir,
   runCliJson,
+  spread,
   startAgent,
   waitUntil,
   type ListOutput,
@@ -159,6 +161,56 @@ describe('agent lifecycle', () => {
         const r = await runCliJson<RestoreOutput>(['restore', replica, '-o', out, '--txid', String(txid), '--json']);
         assert.equal(r.txid, txid);
         assert.equal(inspectDatabase(out).integrity, 'ok');
+      }
+      assert.equal((await agent.stop('SIGTERM')).code, 0);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('takes another snapshot once the WAL since the last one outgrows the database (--snapshot-wal-ratio)', async () => {
+    const dir = await tempDir();
+    const dbPath = join(dir, 'app.db');
+    const replica = join(dir, 'replica');
+    const db = openAppDatabase(dbPath);
+    const agent = startAgent([
+      dbPath,
+      replica,
+      '--sync-interval',
+      '0',
+      '--snapshot-interval',
+      '0',
+      '--snapshot-wal-ratio',
+      '1',
+      '--snapshot-wal-min',
+      '256KiB',
+      '--state-dir',
+      join(dir, 'state'),
+    ]);
+    try {
+      await waitUntil('the first generation', async () => (await list(replica).catch(() => undefined))?.generations.length === 1);
+      assert.equal((await list(replica)).generations[0]?.snapshots, 1, 'one snapshot at generation start');
+      // Each commit writes ~10 KiB of WAL and grows the database by ~1 KiB: over 300 commits the
+      // WAL since the last snapshot passes the database size (and 256 KiB) several times.
+      for (let i = 0; i < 30; i++) {
+        commit(db, 10);
+        await sleep(50);
+      }
+      const latest = await waitCaughtUp(replica, db, dir);
+      const l = await list(replica);
+      assert.equal(l.generations.length, 1, 'WAL-triggered snapshots stay in the generation');
+      const g = l.generations[0];
+      assert.ok(g);
+      assert.ok(g.snapshots >= 3, `snapshots taken as the WAL grew: ${g.snapshots}`);
+      assert.ok(latest.snapshotTxid > g.firstTxid, `the latest restore starts from a later snapshot, not the first (${latest.snapshotTxid})`);
+      // Every point stays restorable exactly, before, between and after those snapshots.
+      for (const txid of spread(g.firstTxid, g.lastTxid, 9)) {
+        const out = join(dir, `at-${txid}.db`);
+        const r = await runCliJson<RestoreOutput>(['restore', replica, '-o', out, '--txid', String(txid), '--json']);
+        assert.equal(r.txid, txid);
+        const state = inspectDatabase(out);
+        assert.equal(state.seq, txid - g.firstTxid, `txid ${txid} holds the app's commit ${txid - g.firstTxid}`);
+        assert.equal(state.integrity, 'ok');
       }
       assert.equal((await agent.stop('SIGTERM')).code, 0);
     } finally {

@@ -83,12 +83,19 @@ describe('monitoring', () => {
       'pitr_shipped_objects_total',
       'pitr_upload_errors_total',
       'pitr_snapshot_age_seconds',
+      'pitr_wal_since_snapshot_bytes',
       'pitr_spool_bytes',
       'pitr_checkpoint_duration_seconds',
     ]) {
       assert.ok(metrics.includes(`# TYPE ${name} `), `metric ${name} is exported`);
     }
     assert.equal(metricValue(metrics, 'pitr_replication_lag_seconds', `replica="${s3Url}"`), 0);
+    // Commits after the generation's snapshot (shipped by now) are what a latest restore replays on top of it.
+    commit(db, 2);
+    await waitUntil('pitr_wal_since_snapshot_bytes to count the commits since the snapshot', async () => {
+      const m = await (await fetch(`${base}/metrics`)).text();
+      return (metricValue(m, 'pitr_wal_since_snapshot_bytes', 'db=') ?? 0) > 0;
+    });
 
     // Heartbeat: the idle, caught-up file replica gets one.
     await waitUntil('a heartbeat in the file replica', () => existsSync(join(fileReplica, 'heartbeat.json')));

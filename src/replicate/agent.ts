@@ -45,7 +45,7 @@ export interface AgentOptions {
    * latest state replays. Default 1.
    */
   snapshotWalRatio?: number;
-  /** Least WAL since the last snapshot before snapshotWalRatio applies. Default 64 MiB. */
+  /** Least WAL since the last snapshot before snapshotWalRatio applies. Default 256 MiB. */
   snapshotWalMinBytes?: number;
   retentionMs: number;
   /** How often retention runs (it LISTs each replica). */
@@ -432,7 +432,7 @@ export class Agent {
     const ratio = this.opts.snapshotWalRatio ?? 1;
     if (ratio <= 0 || this.snapshotRunning || !this.db) return;
     const dbBytes = capture.state.dbSizePages * this.db.info.pageSize;
-    const limit = Math.max(ratio * dbBytes, this.opts.snapshotWalMinBytes ?? 64 << 20);
+    const limit = Math.max(ratio * dbBytes, this.opts.snapshotWalMinBytes ?? 256 << 20);
     if (this.walSinceSnapshot < limit) return;
     this.requestSnapshot(`${formatBytes(this.walSinceSnapshot)} of WAL since the last snapshot, over ${ratio} x the ${formatBytes(dbBytes)} database`);
   }

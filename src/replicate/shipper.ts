@@ -64,6 +64,13 @@ export class Shipper {
   private initialized = false;
   /** Spooled transactions up to this txid were given up for this replica (spool cap). */
   private abandonedThrough = 0;
+  /**
+   * A snapshot the chain does not depend on (a later one, by interval or WAL volume) uploading in
+   * the background, and when one may be tried again after a failure. See shipOnce.
+   */
+  private laterSnapshot: Promise<void> | undefined;
+  private laterSnapshotFailures = 0;
+  private laterSnapshotRetryAt = 0;
 
   constructor(
     replica: StorageClient,
@@ -318,14 +325,36 @@ export class Shipper {
         await this.uploadSegments(gen, pending);
         return true;
       }
+      // A later snapshot only shortens restores; the chain does not wait for it. Uploaded in line,
+      // a big one (minutes for a database of many GB) would hold every segment behind it and the
+      // RPO with them, so it goes up in the background, one at a time, while segments keep going.
       const snap = snaps.find((s) => !r.snapshots.has(s.txid) && s.txid >= (r.baseTxid as number));
-      if (snap) {
-        await this.uploadSnapshot(snap);
-        r.snapshots.add(snap.txid);
-        return true;
-      }
+      if (snap && !this.laterSnapshot && Date.now() >= this.laterSnapshotRetryAt) this.uploadLaterSnapshot(snap, r);
     }
     return false;
+  }
+
+  private uploadLaterSnapshot(snap: SnapshotEntry, r: RemoteGeneration): void {
+    this.laterSnapshot = this.uploadSnapshot(snap)
+      .then(
+        () => {
+          r.snapshots.add(snap.txid);
+          this.laterSnapshotFailures = 0;
+        },
+        (err: unknown) => {
+          this.stats.uploadErrors++;
+          this.opts.events?.failed();
+          this.laterSnapshotFailures++;
+          const delay = Math.min(30_000, 250 * 2 ** Math.min(this.laterSnapshotFailures, 8));
+          this.laterSnapshotRetryAt = Date.now() + delay;
+          this.log.warn('snapshot upload failed; segments keep shipping and it will be retried', { key: snap.key, err, retryIn: formatDuration(delay) });
+          setTimeout(() => this.notify(), delay).unref();
+        },
+      )
+      .finally(() => {
+        this.laterSnapshot = undefined;
+        this.notify();
+      });
   }
 
   private skipGeneration(gen: string, why: string): void {

@@ -245,7 +245,7 @@ describe('bad input and damaged replicas', { timeout: 10 * 60_000 }, () => {
   });
 
   it('garbage replicate flags fail before replicating', async () => {
-    for (const flags of [['--sync-interval', 'fast'], ['--snapshot-interval', '-3s'], ['--retention', 'forever'], ['--nice', '20'], ['--nice', 'low']]) {
+    for (const flags of [['--sync-interval', 'fast'], ['--snapshot-interval', '-3s'], ['--retention', 'forever'], ['--nice', '20'], ['--nice', 'low'], ['--snapshot-wal-ratio', 'abc'], ['--snapshot-wal-ratio', '-1'], ['--snapshot-wal-min', '12zz']]) {
       const replica = join(tmp, `replica-garbage-${dirCounter++}`);
       const run = await runCli(['replicate', join(tmp, 'app.db'), replica, ...flags], { timeoutMs: 30_000 });
       assert.ok(!run.timedOut, `replicate ${flags.join(' ')} kept running\n${describeRun(run)}`);

@@ -2,7 +2,6 @@
 export type { Compression, SegmentHeader, TxRecord } from './segment-types.js';
 export { SegmentBodyBuilder } from './segment-builder.js';
 export {
-  concatSegmentBodies,
   decodeSegment,
   encodeSegment,
   iterateTransactions,

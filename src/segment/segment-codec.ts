@@ -319,29 +319,6 @@ export function* iterateTransactions(body: Uint8Array, pageSize: number, name?: 
   if (pages.length > 0) fail(`body ends with ${pages.length} page record(s) not followed by a commit`);
 }
 
-/**
- * One body holding the transactions of several consecutive decoded segments, for a single
- * iterateTransactions pass. Plain byte concatenation is correct because every record is
- * self-delimiting (a tag, then a length fixed by the tag and the page size) and every body ends
- * with a commit record, so no record straddles a seam. The segments must be one unbroken chain:
- * same generation and page size, each starting at the txid after the previous one ended
- * (PitrError CHAIN_BROKEN otherwise).
- */
-export function concatSegmentBodies(segments: readonly DecodedSegment[]): Uint8Array {
-  if (segments.length === 0) return new Uint8Array(0);
-  if (segments.length === 1) return segments[0]!.body;
-  checkChain(segments.map((s) => s.header));
-  let total = 0;
-  for (const s of segments) total += s.body.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const s of segments) {
-    out.set(s.body, at);
-    at += s.body.length;
-  }
-  return out;
-}
-
 /** Same generation and page size, each starting at the txid after the previous one ended. */
 function checkChain(headers: readonly SegmentHeader[]): void {
   const first = headers[0] as SegmentHeader;

@@ -5,7 +5,6 @@ import { pack } from 'msgpackr';
 import { PitrError } from '../../src/errors.js';
 import {
   canJoin,
-  concatSegmentBodies,
   decodeSegment,
   encodeSegment,
   iterateTransactions,
@@ -339,35 +338,7 @@ describe('segment corruption', () => {
   });
 });
 
-describe('concatenated bodies', () => {
-  it('iterate as one body across consecutive segments', async () => {
-    const a = sampleTxs(1, 5);
-    const b = sampleTxs(6, 1, a[4]!.time);
-    const c = sampleTxs(7, 6, a[4]!.time + 1);
-    const decoded = [];
-    for (const [txs, comp] of [[a, 'none'], [b, 'deflate'], [c, 'deflate']] as const) {
-      decoded.push(await decodeSegment(await segmentOf(4096, txs, comp)));
-    }
-    const body = concatSegmentBodies(decoded);
-    assert.equal(body.length, decoded.reduce((n, d) => n + d.body.length, 0));
-    assertTxsMatch([...iterateTransactions(body, 4096)], [...a, ...b, ...c], 4096);
-    assert.equal(concatSegmentBodies([decoded[0]!]), decoded[0]!.body);
-    assert.equal(concatSegmentBodies([]).length, 0);
-  });
-
-  it('refuse a gap, an overlap, another generation or page size (CHAIN_BROKEN)', async () => {
-    const s1 = await decodeSegment(await segmentOf(512, sampleTxs(1, 3), 'none'));
-    const gap = await decodeSegment(await segmentOf(512, sampleTxs(5, 2, T0 + 100), 'none'));
-    const overlap = await decodeSegment(await segmentOf(512, sampleTxs(3, 2, T0 + 100), 'none'));
-    const otherGen = await decodeSegment(
-      await encodeSegment({ ...headerFor(512, sampleTxs(4, 1, T0 + 100), 'none'), generation: 'fedcba9876543210' }, buildBody(512, sampleTxs(4, 1, T0 + 100))),
-    );
-    const otherSize = await decodeSegment(await segmentOf(1024, sampleTxs(4, 1, T0 + 100), 'none'));
-    for (const next of [gap, overlap, otherGen, otherSize]) {
-      assert.throws(() => concatSegmentBodies([s1, next]), (err: unknown) => err instanceof PitrError && err.code === 'CHAIN_BROKEN');
-    }
-  });
-
+describe('bodies joined byte for byte', () => {
   it('iterateTransactions catches a seam that skips txids, even without headers', async () => {
     const s1 = await decodeSegment(await segmentOf(512, sampleTxs(1, 3), 'none'));
     const s3 = await decodeSegment(await segmentOf(512, sampleTxs(5, 2, T0 + 100), 'none'));
@@ -430,8 +401,13 @@ describe('joined segments (shipper merges without inflating)', () => {
     for (const next of [raw, finished]) await assert.rejects(joinSegments([s1, next]), RangeError);
     await assert.rejects(joinSegments([]), RangeError);
     const gap = await readStoredSegment(await joinable(512, sampleTxs(5, 2, T0 + 100)));
+    const overlap = await readStoredSegment(await joinable(512, sampleTxs(3, 2, T0 + 100)));
     const backwards = await readStoredSegment(await joinable(512, sampleTxs(4, 1, T0 - 1)));
-    for (const next of [gap, backwards]) {
+    const otherGen = await readStoredSegment(
+      await encodeSegment({ ...headerFor(512, sampleTxs(4, 1, T0 + 100), 'deflate'), generation: 'fedcba9876543210' }, buildBody(512, sampleTxs(4, 1, T0 + 100)), { joinable: true }),
+    );
+    const otherSize = await readStoredSegment(await joinable(1024, sampleTxs(4, 1, T0 + 100)));
+    for (const next of [gap, overlap, backwards, otherGen, otherSize]) {
       await assert.rejects(joinSegments([s1, next]), (err: unknown) => err instanceof PitrError && err.code === 'CHAIN_BROKEN');
     }
   });

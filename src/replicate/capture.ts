@@ -316,7 +316,9 @@ export class Capture {
       }
       // Raw: the app is waiting, and copying is several times faster than compressing.
       const got = await this.catchUp(true);
-      if (got.broken || !this.db.releaseReads()) return got;
+      // Our readers are all that keeps the WAL from restarting once the lock goes: end them only
+      // when that catch-up read the WAL to its end (markAhead cleared), never on a partial one.
+      if (got.broken || this.markAhead || !this.db.releaseReads()) return got;
       let checkpoint: CheckpointResult | undefined;
       try {
         // A longer wait here: a checkpoint the app started may now backfill everything, and the

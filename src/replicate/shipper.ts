@@ -271,8 +271,7 @@ export class Shipper {
   }
 
   private retryDelay(): number {
-    const base = Math.min(30_000, 250 * 2 ** Math.min(this.failures, 8));
-    return Math.round(base * (0.5 + Math.random() * 0.5));
+    return backoffMs(this.failures);
   }
 
   /** Upload one object (snapshot or merged segment). Returns false when nothing is pending. */
@@ -345,7 +344,7 @@ export class Shipper {
           this.stats.uploadErrors++;
           this.opts.events?.failed();
           this.laterSnapshotFailures++;
-          const delay = Math.min(30_000, 250 * 2 ** Math.min(this.laterSnapshotFailures, 8));
+          const delay = backoffMs(this.laterSnapshotFailures);
           this.laterSnapshotRetryAt = Date.now() + delay;
           this.log.warn('snapshot upload failed; segments keep shipping and it will be retried', { key: snap.key, err, retryIn: formatDuration(delay) });
           setTimeout(() => this.notify(), delay).unref();
@@ -418,6 +417,12 @@ async function joinablePart(part: StoredSegment, entry: SegmentEntry): Promise<S
   const { header, body } = await decodeSegment(part.bytes, `spool ${entry.key}`);
   const { generation, pageSize, firstTxid, lastTxid, firstTime, lastTime } = header;
   return readStoredSegment(await encodeSegment({ generation, pageSize, firstTxid, lastTxid, firstTime, lastTime, compression: 'deflate' }, body, { joinable: true }));
+}
+
+/** Exponential backoff with jitter after `failures` failures in a row: 250 ms doubling up to 30 s, times 0.5-1. */
+function backoffMs(failures: number): number {
+  const base = Math.min(30_000, 250 * 2 ** Math.min(failures, 8));
+  return Math.round(base * (0.5 + Math.random() * 0.5));
 }
 
 function sleep(ms: number): Promise<void> {

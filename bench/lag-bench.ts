@@ -10,6 +10,8 @@ import type { BenchRow } from './bench-row.js';
 import { openStorage } from '../src/storage/open-storage.js';
 import { parseObjectKey, segmentsPrefix } from '../src/segment/object-names.js';
 import { readSegmentHeader } from '../src/segment/segment-codec.js';
+import { formatBytes } from '../src/util/duration.js';
+import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, snapshotWalLimit } from '../src/replicate/defaults.js';
 import type { StorageClient } from '../src/storage/storage-client.js';
 import { startS3Server, type S3TestServer } from '../test/storage/s3-server.js';
 import { nowUs, readK, seedDatabase } from './app-db.js';
@@ -63,19 +65,12 @@ async function segmentBytes(storage: StorageClient, generation: string): Promise
     const n = parseObjectKey(o.key);
     if (n?.kind !== 'segment') continue;
     lastTxid = Math.max(lastTxid, n.lastTxid);
-    bodyBytes += readSegmentHeader(await storage.get(o.key), o.key).bodyLength;
+    // The header always lies within the first 4096 bytes.
+    bodyBytes += readSegmentHeader(await storage.get(o.key, { range: { start: 0, end: 4095 } }), o.key).bodyLength;
   }
   return { bytes: objs.reduce((n, o) => n + o.size, 0), bodyBytes, count: objs.length, lastTxid };
 }
 
-/** The agent's defaults for WAL-volume snapshots (--snapshot-wal-ratio 1, --snapshot-wal-min 256MiB). */
-const WAL_RATIO = 1;
-const WAL_MIN_BYTES = 256 * 1024 * 1024;
-
-/** Snapshots a day that --snapshot-wal-ratio takes for this much WAL a day on a database this large. */
-function walSnapshotsPerDay(walBytesPerDay: number, dbBytes: number): number {
-  return walBytesPerDay / Math.max(WAL_RATIO * dbBytes, WAL_MIN_BYTES);
-}
 
 function summary(lags: number[]): string {
   return `p50 ${round(percentile(lags, 50))} / p99 ${round(percentile(lags, 99))} / max ${round(Math.max(...lags))} ms`;
@@ -247,11 +242,12 @@ export async function benchLag(): Promise<BenchRow[]> {
     const dayS = 86_400;
     // Plus the snapshots --snapshot-wal-ratio takes (none within these short runs; counted from
     // the WAL a day would bring), each the size of the run's first snapshot of the same database.
-    const sparseWalSnaps = walSnapshotsPerDay((segA.bodyBytes / SPARSE_COMMITS) * (dayS / meanGapS), seed.bytes);
+    const walSnapLimit = snapshotWalLimit(DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_SNAPSHOT_WAL_MIN_BYTES, seed.bytes);
+    const sparseWalSnaps = ((segA.bodyBytes / SPARSE_COMMITS) * (dayS / meanGapS)) / walSnapLimit;
     const sparsePerDay = (segA.bytes / SPARSE_COMMITS) * (dayS / meanGapS) + (1 + sparseWalSnaps) * snapF.size;
     const steadyCommits = steadyFile.m.generations === 1 ? steadyFile.log.k.length : steadyFile.seg.lastTxid - steadyFile.snap.txid;
     const steadyPerCommit = steadyFile.seg.bytes / steadyCommits;
-    const steadyWalSnaps = walSnapshotsPerDay((steadyFile.seg.bodyBytes / steadyCommits) * STEADY_RATE * dayS, seed.bytes);
+    const steadyWalSnaps = ((steadyFile.seg.bodyBytes / steadyCommits) * STEADY_RATE * dayS) / walSnapLimit;
     const steadyPerDay = steadyPerCommit * STEADY_RATE * dayS + (1 + steadyWalSnaps) * steadyFile.snap.size;
     const cronHow = `\`sqlite3 DB ".backup F"\` then \`gzip -c F\` (default level) of the ${(cron.dbBytes / MB).toFixed(0)} MB app database after the 1,000 commits/s run: ${(gz / MB).toFixed(2)} MB per dump, taking ${cron.seconds.toFixed(2)} s`;
     for (const hours of [1, 6, 24]) {
@@ -261,13 +257,13 @@ export async function benchLag(): Promise<BenchRow[]> {
       name: 'pitr.sparse.bytes-per-day',
       value: round(sparsePerDay / MB, 1),
       unit: 'MB/day',
-      how: `the sparse workload (one commit per ${meanGapS.toFixed(2)} s) extrapolated to a day: measured segment bytes per commit in the file replica (${(segA.bytes / SPARSE_COMMITS / 1000).toFixed(2)} kB; ${segA.count} objects for ${SPARSE_COMMITS} commits) x ${(dayS / meanGapS).toFixed(0)} commits, plus one ${(snapF.size / MB).toFixed(1)} MB snapshot a day (default --snapshot-interval 24h) and ${sparseWalSnaps.toFixed(1)} a day by --snapshot-wal-ratio (one per 256 MiB of WAL: ${((segA.bodyBytes / SPARSE_COMMITS) * (dayS / meanGapS) / MB).toFixed(0)} MB of WAL a day); no heartbeats while commits flow`,
+      how: `the sparse workload (one commit per ${meanGapS.toFixed(2)} s) extrapolated to a day: measured segment bytes per commit in the file replica (${(segA.bytes / SPARSE_COMMITS / 1000).toFixed(2)} kB; ${segA.count} objects for ${SPARSE_COMMITS} commits) x ${(dayS / meanGapS).toFixed(0)} commits, plus one ${(snapF.size / MB).toFixed(1)} MB snapshot a day (default --snapshot-interval 24h) and ${sparseWalSnaps.toFixed(1)} a day by --snapshot-wal-ratio (one per ${formatBytes(walSnapLimit)} of WAL: ${((segA.bodyBytes / SPARSE_COMMITS) * (dayS / meanGapS) / MB).toFixed(0)} MB of WAL a day); no heartbeats while commits flow`,
     });
     rows.push({
       name: 'pitr.1000cps.bytes-per-day',
       value: round(steadyPerDay / MB, 0),
       unit: 'MB/day',
-      how: `the 1,000 commits/s workload extrapolated to a day: ${steadyPerCommit.toFixed(0)} B of segment per commit in the file replica (${steadyFile.seg.count} objects in the first generation, --sync-interval 0) x 86.4 M commits, plus one ${(steadyFile.snap.size / MB).toFixed(1)} MB snapshot a day and ${steadyWalSnaps.toFixed(0)} a day by --snapshot-wal-ratio (one per 256 MiB of WAL: ${((steadyFile.seg.bodyBytes / steadyCommits) * STEADY_RATE * dayS / 1e9).toFixed(0)} GB of WAL a day; ${((steadyWalSnaps * steadyFile.snap.size) / 1e9).toFixed(0)} GB) (extra snapshots from generation breaks not counted). pitr keeps every transaction's pages, so its bytes grow with the write volume; a dump's with the database size`,
+      how: `the 1,000 commits/s workload extrapolated to a day: ${steadyPerCommit.toFixed(0)} B of segment per commit in the file replica (${steadyFile.seg.count} objects in the first generation, --sync-interval 0) x 86.4 M commits, plus one ${(steadyFile.snap.size / MB).toFixed(1)} MB snapshot a day and ${steadyWalSnaps.toFixed(0)} a day by --snapshot-wal-ratio (one per ${formatBytes(walSnapLimit)} of WAL: ${((steadyFile.seg.bodyBytes / steadyCommits) * STEADY_RATE * dayS / 1e9).toFixed(0)} GB of WAL a day; ${((steadyWalSnaps * steadyFile.snap.size) / 1e9).toFixed(0)} GB) (extra snapshots from generation breaks not counted). pitr keeps every transaction's pages, so its bytes grow with the write volume; a dump's with the database size`,
     });
     rows.push({ name: 'pitr.sparse.bytes-per-day.vs-cron-1h', value: round(sparsePerDay / (24 * gz), 3), unit: 'x', how: 'pitr bytes/day for the sparse workload / cron every 1 h bytes/day, same database, same run' });
     rows.push({ name: 'pitr.1000cps.bytes-per-day.vs-cron-1h', value: round(steadyPerDay / (24 * gz), 2), unit: 'x', how: 'pitr bytes/day at 1,000 commits/s / cron every 1 h bytes/day, same database, same run' });

@@ -5,6 +5,7 @@ import { openStorage } from '../storage/open-storage.js';
 import { createLogger, type LogLevel, type Logger } from '../log.js';
 import { getPriority, setPriority } from 'node:os';
 import { readdirSync, readFileSync } from 'node:fs';
+import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL_RESET_BYTES } from '../replicate/defaults.js';
 import { durationArg, niceArg, nonNegativeNumberArg, positiveIntArg, reportError, sizeArg } from './cli-util.js';
 
 interface ReplicateFlags {
@@ -70,13 +71,13 @@ export function replicateCommand(): Command {
     .argument('[replicas...]', 'replica URLs (default: DB-replica directory next to DB)')
     .addOption(new Option('--sync-interval <duration>', 'minimum spacing of uploads under sustained writes; the first commit after a quiet period ships at once; 0 ships every capture').default(1000, '1s').argParser(durationArg('--sync-interval')))
     .addOption(new Option('--snapshot-interval <duration>', 'take a full snapshot this often (0 = only at generation start)').default(86_400_000, '24h').argParser(durationArg('--snapshot-interval')))
-    .addOption(new Option('--snapshot-wal-ratio <n>', 'also take a snapshot once the WAL captured since the last one exceeds N times the database size (and --snapshot-wal-min), so restoring the latest state replays at most that much WAL; costs one more snapshot upload per N database sizes written (0 = by --snapshot-interval only)').default(1).argParser(nonNegativeNumberArg))
-    .addOption(new Option('--snapshot-wal-min <size>', 'least WAL since the last snapshot before --snapshot-wal-ratio takes one: replaying this much takes well under a second, and a small, busy database would otherwise upload a snapshot every few seconds').default(256 << 20, '256MiB').argParser(sizeArg('--snapshot-wal-min')))
+    .addOption(new Option('--snapshot-wal-ratio <n>', 'also take a snapshot once the WAL captured since the last one exceeds N times the database size (and --snapshot-wal-min), so restoring the latest state replays at most that much WAL; costs one more snapshot upload per N database sizes written (0 = by --snapshot-interval only)').default(DEFAULT_SNAPSHOT_WAL_RATIO).argParser(nonNegativeNumberArg))
+    .addOption(new Option('--snapshot-wal-min <size>', 'least WAL since the last snapshot before --snapshot-wal-ratio takes one: replaying this much takes well under a second, and a small, busy database would otherwise upload a snapshot every few seconds').default(DEFAULT_SNAPSHOT_WAL_MIN_BYTES, '256MiB').argParser(sizeArg('--snapshot-wal-min')))
     .addOption(new Option('--retention <duration>', 'keep what is needed to restore any point this far back (0 = keep everything)').default(7 * 86_400_000, '7d').argParser(durationArg('--retention')))
     .addOption(new Option('--retention-check-interval <duration>', 'how often retention runs (it LISTs each replica)').default(3_600_000, '1h').argParser(durationArg('--retention-check-interval')))
     .option('--state-dir <dir>', 'where the spool and position are kept (default: DB-pitr next to DB)')
     .addOption(new Option('--checkpoint-frames <n>', 'PASSIVE-checkpoint the WAL once it holds this many frames, all spooled').default(1000).argParser(positiveIntArg))
-    .addOption(new Option('--wal-reset-size <size>', 'while the app writes without pausing, SQLite cannot restart the WAL on its own; past this size pitr holds the write lock for a moment (catch up, checkpoint) so the app\'s next commit restarts it; the app needs a busy_timeout (0 = never)').default(64 << 20, '64MiB').argParser(sizeArg('--wal-reset-size')))
+    .addOption(new Option('--wal-reset-size <size>', 'while the app writes without pausing, SQLite cannot restart the WAL on its own; past this size pitr holds the write lock for a moment (catch up, checkpoint) so the app\'s next commit restarts it; the app needs a busy_timeout (0 = never)').default(DEFAULT_WAL_RESET_BYTES, '64MiB').argParser(sizeArg('--wal-reset-size')))
     .addOption(new Option('--spool-max-size <size>', 'when an unreachable replica makes the spool grow past this, drop what only it needs; it resumes from a fresh snapshot (0 = no cap)').default(1024 ** 3, '1GiB').argParser(sizeArg('--spool-max-size')))
     .option('--listen <addr>', 'serve Prometheus /metrics and /healthz on HOST:PORT (a bare PORT binds 127.0.0.1)')
     .addOption(new Option('--max-lag <duration>', 'RPO objective: /healthz answers 503 while a replica lags more than this, and the log says when it crosses').argParser(durationArg('--max-lag')))

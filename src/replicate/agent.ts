@@ -19,14 +19,13 @@ import { startMonitorServer } from '../monitor/http-server.js';
 import { HEARTBEAT_KEY, encodeHeartbeat } from '../monitor/heartbeat.js';
 import { verifyReplica } from '../monitor/verify.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
+import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL_RESET_BYTES, snapshotWalLimit } from './defaults.js';
 
 /**
  * Least time between the starts of two capture passes. Adds at most this much to the lag under
  * sustained writes; measured at 1,000 commits/s and flat out in bench/ (lag and overhead suites).
  */
 const MIN_PASS_GAP_MS = 25;
-/** See AgentOptions.walResetBytes and Capture.resetWal. */
-const DEFAULT_WAL_RESET_BYTES = 64 << 20;
 
 /** Why a pass is scheduled for later: at most one timer per reason, all cleared on shutdown. */
 type PassDelay = 'pace' | 'quiet' | 'retry';
@@ -429,11 +428,10 @@ export class Agent {
    * at most about (1 + ratio) database sizes, whatever the write rate and --snapshot-interval.
    */
   private snapshotIfWalOutgrew(capture: Capture): void {
-    const ratio = this.opts.snapshotWalRatio ?? 1;
-    if (ratio <= 0 || this.snapshotRunning || !this.db) return;
+    const ratio = this.opts.snapshotWalRatio ?? DEFAULT_SNAPSHOT_WAL_RATIO;
+    if (this.snapshotRunning || !this.db) return;
     const dbBytes = capture.state.dbSizePages * this.db.info.pageSize;
-    const limit = Math.max(ratio * dbBytes, this.opts.snapshotWalMinBytes ?? 256 << 20);
-    if (this.walSinceSnapshot < limit) return;
+    if (this.walSinceSnapshot < snapshotWalLimit(ratio, this.opts.snapshotWalMinBytes ?? DEFAULT_SNAPSHOT_WAL_MIN_BYTES, dbBytes)) return;
     this.requestSnapshot(`${formatBytes(this.walSinceSnapshot)} of WAL since the last snapshot, over ${ratio} x the ${formatBytes(dbBytes)} database`);
   }
 

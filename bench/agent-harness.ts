@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, watch, type FSWatcher } from 'node:fs';
-import { createServer, request, Agent as HttpAgent, type Server } from 'node:http';
+import { createServer, Agent as HttpAgent, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseObjectKey } from '../src/segment/object-names.js';
 import type { StorageClient } from '../src/storage/storage-client.js';
 import { nowUs } from './app-db.js';
+import { forwardRequest } from '../test/storage/gate-proxy.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const WRITER = fileURLToPath(new URL('./app-writer.js', import.meta.url));
@@ -415,31 +416,14 @@ export class CountingProxy {
 
   static async start(upstreamEndpoint: string, bucket: string, prefix: string): Promise<CountingProxy> {
     const p = new CountingProxy(new URL(upstreamEndpoint), bucket, prefix);
-    p.server = createServer((req, res) => {
-      const up = request(
-        {
-          host: p.upstream.hostname,
-          port: p.upstream.port,
-          method: req.method,
-          path: req.url,
-          headers: req.headers,
-          agent: p.upstreamAgent,
-        },
-        (ur) => {
-          const [p0, q0] = (req.url ?? '').split('?');
-          const rec: ProxiedRequest = { method: req.method ?? '', path: decodeURIComponent(p0!), query: q0 ?? '', status: ur.statusCode ?? 0, endUs: nowUs() };
-          p.requests.push(rec);
-          p.onResponse?.(rec);
-          res.writeHead(ur.statusCode ?? 502, ur.headers);
-          ur.pipe(res);
-        },
-      );
-      up.on('error', () => {
-        if (!res.headersSent) res.writeHead(502);
-        res.end();
-      });
-      req.pipe(up);
-    });
+    p.server = createServer((req, res) =>
+      forwardRequest(req, res, p.upstream, p.upstreamAgent, (status) => {
+        const [p0, q0] = (req.url ?? '').split('?');
+        const rec: ProxiedRequest = { method: req.method ?? '', path: decodeURIComponent(p0!), query: q0 ?? '', status, endUs: nowUs() };
+        p.requests.push(rec);
+        p.onResponse?.(rec);
+      }),
+    );
     p.server.keepAliveTimeout = 60_000;
     await new Promise<void>((resolve) => p.server.listen(0, '127.0.0.1', resolve));
     p.port = (p.server.address() as { port: number }).port;

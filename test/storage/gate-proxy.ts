@@ -1,6 +1,25 @@
 import { Agent as HttpAgent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 /**
+ * Send `req` on to `upstream` unchanged (method, path, headers: Host included, so SigV4 signatures
+ * still verify) and its answer back to `res`; `onResponse` sees the status when the answer's
+ * headers arrive. 502 when the upstream cannot be reached.
+ */
+export function forwardRequest(req: IncomingMessage, res: ServerResponse, upstream: URL, agent: HttpAgent, onResponse?: (status: number) => void): void {
+  const up = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent }, (ur) => {
+    onResponse?.(ur.statusCode ?? 0);
+    res.writeHead(ur.statusCode ?? 502, ur.headers);
+    ur.pipe(res);
+  });
+  up.on('error', () => {
+    if (!res.headersSent) res.writeHead(502);
+    res.end();
+  });
+  req.pipe(up);
+  req.resume();
+}
+
+/**
  * A loopback HTTP proxy in front of a real S3 server that can hold chosen requests until the test
  * lets them go: "this upload is slow" made deterministic, with the real protocol on both sides.
  * Requests are forwarded unchanged (Host included, so SigV4 signatures still verify).
@@ -53,21 +72,7 @@ export class GateProxy {
     const path = decodeURIComponent((req.url ?? '').split('?')[0] ?? '');
     // Paused (not read) while held: the body waits in the socket like a slow upload's would.
     req.pause();
-    const forward = (): void => {
-      const up = request(
-        { host: this.upstream.hostname, port: this.upstream.port, method: req.method, path: req.url, headers: req.headers, agent: this.upstreamAgent },
-        (ur) => {
-          res.writeHead(ur.statusCode ?? 502, ur.headers);
-          ur.pipe(res);
-        },
-      );
-      up.on('error', () => {
-        if (!res.headersSent) res.writeHead(502);
-        res.end();
-      });
-      req.pipe(up);
-      req.resume();
-    };
+    const forward = (): void => forwardRequest(req, res, this.upstream, this.upstreamAgent);
     if (this.match?.(req.method ?? '', path)) {
       this.heldCount++;
       this.held.push(forward);

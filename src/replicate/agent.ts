@@ -27,6 +27,12 @@ import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL
  */
 const MIN_PASS_GAP_MS = 25;
 
+/**
+ * Least time between a failed snapshot and the next one --snapshot-wal-ratio asks for: it asks
+ * after every capture pass, and each try reads the whole database.
+ */
+const WAL_SNAPSHOT_RETRY_MS = 10_000;
+
 /** Why a pass is scheduled for later: at most one timer per reason, all cleared on shutdown. */
 type PassDelay = 'pace' | 'quiet' | 'retry';
 
@@ -94,6 +100,8 @@ export class Agent {
   private passRunning = false;
   private snapshotRunning: Promise<void> | undefined;
   private lastSnapshotAt = 0;
+  /** When the last snapshot failed (0 = none has). */
+  private snapshotFailedAt = 0;
   /**
    * Bytes of segment body (page images and commit records) captured since the state the newest
    * snapshot holds; counted from the agent's start when it continues a generation.
@@ -415,7 +423,10 @@ export class Agent {
     if (this.snapshotRunning || this.stopping) return;
     this.log.info('taking a snapshot', { reason: why });
     this.snapshotRunning = this.snapshot()
-      .catch((err) => this.log.error('snapshot failed; it will be retried', { err }))
+      .catch((err) => {
+        this.snapshotFailedAt = Date.now();
+        this.log.error('snapshot failed; it will be retried', { err });
+      })
       .finally(() => {
         this.snapshotRunning = undefined;
       });
@@ -429,7 +440,7 @@ export class Agent {
    */
   private snapshotIfWalOutgrew(capture: Capture): void {
     const ratio = this.opts.snapshotWalRatio ?? DEFAULT_SNAPSHOT_WAL_RATIO;
-    if (this.snapshotRunning || !this.db) return;
+    if (this.snapshotRunning || !this.db || Date.now() - this.snapshotFailedAt < WAL_SNAPSHOT_RETRY_MS) return;
     const dbBytes = capture.state.dbSizePages * this.db.info.pageSize;
     if (this.walSinceSnapshot < snapshotWalLimit(ratio, this.opts.snapshotWalMinBytes ?? DEFAULT_SNAPSHOT_WAL_MIN_BYTES, dbBytes)) return;
     this.requestSnapshot(`${formatBytes(this.walSinceSnapshot)} of WAL since the last snapshot, over ${ratio} x the ${formatBytes(dbBytes)} database`);

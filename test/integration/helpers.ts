@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { readSeq } from '../fixtures/app-schema.js';
@@ -200,12 +201,26 @@ export interface Agent {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<RunResult>;
 }
 
+/**
+ * Agents not yet exited. A test that fails before its agent.stop() would otherwise leave the agent
+ * running, and the test file waiting on it, until the 15-minute limit: each file that imports
+ * these helpers kills what is left when its tests are done.
+ */
+const liveAgents = new Set<ChildProcess>();
+after(() => {
+  for (const child of liveAgents) child.kill('SIGKILL');
+});
+
 /** `pitr replicate ...args` in the background; a safety limit kills it after 15 minutes. */
 export function startAgent(args: readonly string[], opts: { env?: Record<string, string> } = {}): Agent {
   const fullArgs = ['replicate', ...args];
   const spawned = spawnNode(CLI_PATH, fullArgs, { timeoutMs: 15 * 60_000, ...(opts.env ? { env: opts.env } : {}) });
   let exited = false;
-  void spawned.result.then(() => (exited = true));
+  liveAgents.add(spawned.child);
+  void spawned.result.then(() => {
+    exited = true;
+    liveAgents.delete(spawned.child);
+  });
   return {
     child: spawned.child,
     args: fullArgs,

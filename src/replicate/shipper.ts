@@ -1,7 +1,7 @@
 import type { StorageClient } from '../storage/storage-client.js';
 import { buildCatalog, maxTxid, type Catalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey } from '../segment/object-names.js';
-import { canJoin, decodeSegment, encodeSegment, joinSegments, readStoredSegment, type StoredSegment } from '../segment/segment-codec.js';
+import { decodeSegment, encodeSegment, joinSegments, readStoredSegment, type StoredSegment } from '../segment/segment-codec.js';
 import type { Spool } from './spool.js';
 import type { Logger } from '../log.js';
 import { formatDuration } from '../util/duration.js';
@@ -408,15 +408,16 @@ export class Shipper {
 }
 
 /**
- * A spool entry as joinSegments needs it: as is when the spool compressed it (the usual case), else
- * (stored raw under a WAL reset's write lock, or by an earlier pitr) inflated and compressed the way
- * the spool compresses, so only that entry is compressed here and the rest of the batch is joined.
+ * A spool entry as joinSegments needs it: as is when the spool compressed it (zstd, the usual
+ * case), else (stored raw under a WAL reset's write lock, or deflated by an earlier pitr)
+ * decompressed and compressed the way the spool compresses, so only that entry is compressed here
+ * and the rest of the batch is joined.
  */
 async function joinablePart(part: StoredSegment, entry: SegmentEntry): Promise<StoredSegment> {
-  if (canJoin(part)) return part;
+  if (part.header.compression === 'zstd') return part;
   const { header, body } = await decodeSegment(part.bytes, `spool ${entry.key}`);
   const { generation, pageSize, firstTxid, lastTxid, firstTime, lastTime } = header;
-  return readStoredSegment(await encodeSegment({ generation, pageSize, firstTxid, lastTxid, firstTime, lastTime, compression: 'deflate' }, body, { joinable: true }));
+  return readStoredSegment(await encodeSegment({ generation, pageSize, firstTxid, lastTxid, firstTime, lastTime, compression: 'zstd' }, body));
 }
 
 /** Exponential backoff with jitter after `failures` failures in a row: 250 ms doubling up to 30 s, times 0.5-1. */

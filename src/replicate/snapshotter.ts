@@ -26,7 +26,6 @@ export async function writeSnapshotToSpool(args: {
   view: SnapshotView;
   pin: ReadPin;
   spool: Spool;
-  level?: number;
   signal?: AbortSignal;
 }): Promise<SnapshotEntry> {
   const { view, pin, spool } = args;
@@ -79,10 +78,10 @@ export async function writeSnapshotToSpool(args: {
         txid: view.txid,
         commitTime: view.commitTime,
         dbSizePages: view.dbSizePages,
-        compression: 'deflate',
+        compression: 'zstd',
       },
       nextPage,
-      { level: args.level ?? 1, signal: args.signal },
+      { signal: args.signal },
     );
     const [entry] = await Promise.all([stored, written]);
     return entry;

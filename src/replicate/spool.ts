@@ -35,12 +35,12 @@ export class Spool {
 
   /**
    * Durably add a segment, compressed once here for every replica: joinable, so shippers merge
-   * spooled segments into one upload without inflating or compressing them again. With
+   * spooled segments into one upload without decompressing or compressing them again. With
    * compress: false it is stored raw, for when time matters more than CPU (under the write lock
    * of a WAL reset); the shipper compresses it when it merges it.
    */
   async addSegment(h: Omit<SegmentHeaderInput, 'compression'>, body: Uint8Array, opts?: { compress?: boolean }): Promise<SegmentEntry> {
-    const compression = opts?.compress === false ? 'none' : 'deflate';
+    const compression = opts?.compress === false ? 'none' : 'zstd';
     const bytes = await encodeSegment({ ...h, compression }, body, { joinable: true });
     const key = segmentKey(h.generation, h.firstTxid, h.lastTxid, h.firstTime, h.lastTime);
     await this.store.put(key, bytes);

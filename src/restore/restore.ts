@@ -43,7 +43,7 @@ export interface RestoreResult {
 export interface RestorePhases {
   /** LIST the replica, build the catalog, plan. */
   planMs: number;
-  /** Fetch, verify and inflate the objects, write the pages. */
+  /** Fetch, verify and decompress the objects, write the pages. */
   applyMs: number;
   /** PRAGMA integrity_check of the written file (the fsync runs meanwhile). */
   checkMs: number;
@@ -161,7 +161,7 @@ interface Applied {
   dbSizePages: number;
 }
 
-/** Segments fetched and inflated ahead of the one being applied: at most this many... */
+/** Segments fetched and decoded ahead of the one being applied: at most this many... */
 const READ_AHEAD_OBJECTS = 16;
 /** ...and at most this many stored bytes beyond the first (decoded bodies may be a few times more). */
 const READ_AHEAD_BYTES = 16 * 1024 * 1024;
@@ -179,8 +179,9 @@ async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePl
   let txid = header.txid;
   let commitTime = header.commitTime;
 
-  // Segments in txid order, fetched and inflated ahead (inflate runs on libuv's pool, so several
-  // at once use every core), each verified before use; pages applied last-writer-wins.
+  // Segments in txid order, fetched and decoded ahead (fetches overlap each other and the decoding;
+  // zstd decodes on this thread, older deflate objects on libuv's pool), each verified before use;
+  // pages applied last-writer-wins.
   const pages = new PageWriter(fh, pageSize, header.dbSizePages);
   try {
     const segments = plan.segments;
@@ -234,8 +235,8 @@ async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePl
 
 /**
  * Write the snapshot's pages where they belong as they arrive, in runs of up to a compressed
- * chunk (1 MiB). Each write is awaited before the next run is taken; the reader keeps inflating
- * the following chunks meanwhile.
+ * chunk (1 MiB). Each write is awaited before the next run is taken; the input keeps reading ahead
+ * meanwhile (and the chunks of an older deflate snapshot keep inflating on libuv's pool).
  */
 async function writeSnapshotPages(fh: FileHandle, storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<SnapshotHeader> {
   const stream = await storage.getStream(plan.snapshot.key, { signal });

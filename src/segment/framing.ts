@@ -10,8 +10,8 @@ import type { Compression } from './segment-types.js';
  */
 
 /** The version pitr writes for each kind of object (docs/FORMAT.md "Versions"). */
-export const SEGMENT_FORMAT_VERSION = 1;
-export const SNAPSHOT_FORMAT_VERSION = 2;
+export const SEGMENT_FORMAT_VERSION = 2;
+export const SNAPSHOT_FORMAT_VERSION = 3;
 export const SEGMENT_MAGIC: Uint8Array = new TextEncoder().encode('PITRSEG1');
 export const SNAPSHOT_MAGIC: Uint8Array = new TextEncoder().encode('PITRSNP1');
 export const MAGIC_LENGTH = 8;
@@ -29,8 +29,11 @@ export const U32_MAX = 0xffff_ffff;
 
 export type ObjectKind = 'segment' | 'snapshot';
 
-/** Every version readers accept, oldest first: snapshot version 1 (one deflate stream) still restores. */
-const READABLE_VERSIONS: Record<ObjectKind, readonly number[]> = { segment: [1], snapshot: [1, 2] };
+/** Every version readers accept, oldest first: what earlier pitr versions wrote still restores. */
+const READABLE_VERSIONS: Record<ObjectKind, readonly number[]> = { segment: [1, 2], snapshot: [1, 2, 3] };
+
+/** The first version of each kind whose bodies may be 'zstd' (older readers do not know it). */
+const FIRST_ZSTD_VERSION: Record<ObjectKind, number> = { segment: 2, snapshot: 3 };
 
 // ---------------------------------------------------------------------------------------------
 // Checksum
@@ -266,9 +269,10 @@ export function pageSizeField(raw: Record<string, unknown>, fail: Fail): number 
   return ps;
 }
 
-export function compressionField(raw: Record<string, unknown>, fail: Fail): Compression {
+export function compressionField(raw: Record<string, unknown>, kind: ObjectKind, version: number, fail: Fail): Compression {
   const c = raw['compression'];
-  if (c !== 'none' && c !== 'deflate') return fail(`compression must be "none" or "deflate", got ${describeValue(c)}`);
+  if (c !== 'none' && c !== 'deflate' && c !== 'zstd') return fail(`compression must be "none", "deflate" or "zstd", got ${describeValue(c)}`);
+  if (c === 'zstd' && version < FIRST_ZSTD_VERSION[kind]) return fail(`compression "zstd" needs format version ${FIRST_ZSTD_VERSION[kind]} or later, the header says ${version}`);
   return c;
 }
 

@@ -1,5 +1,6 @@
 import { inflateExact } from './inflate-exact.js';
 import { deflateParallel, isJoinable, joinDeflated } from './deflate-parallel.js';
+import { zstdCompress, zstdDecompressExact } from './zstd.js';
 import { PitrError } from '../errors.js';
 import {
   DEFAULT_DEFLATE_LEVEL,
@@ -38,9 +39,12 @@ import type { SegmentHeader, TxRecord } from './segment-types.js';
 export type SegmentHeaderInput = Omit<SegmentHeader, 'version' | 'kind' | 'bodyLength'>;
 
 export interface EncodeSegmentOptions {
-  /** zlib level 0..9 for 'deflate' (default 1). */
+  /** zlib level 0..9 for 'deflate' (default 1); 'zstd' always uses ZSTD_LEVEL. */
   level?: number;
-  /** For 'deflate': end the stream so that joinSegments can merge this object without inflating it. */
+  /**
+   * For 'deflate': end the stream so that joinSegments can merge this object without inflating
+   * it. Every 'zstd' segment can be joined.
+   */
   joinable?: boolean;
 }
 
@@ -61,19 +65,19 @@ interface BodySummary {
 
 const SAFE = Number.MAX_SAFE_INTEGER;
 
-function headerFromRaw(raw: Record<string, unknown>, fail: Fail, withBodyLength: boolean): SegmentHeader {
+function headerFromRaw(raw: Record<string, unknown>, version: 1 | 2, fail: Fail, withBodyLength: boolean): SegmentHeader {
   const generation = generationField(raw, fail);
   const pageSize = pageSizeField(raw, fail);
   const firstTxid = intField(raw, 'firstTxid', 1, SAFE, fail);
   const lastTxid = intField(raw, 'lastTxid', 1, SAFE, fail);
   const firstTime = intField(raw, 'firstTime', 0, SAFE, fail);
   const lastTime = intField(raw, 'lastTime', 0, SAFE, fail);
-  const compression = compressionField(raw, fail);
+  const compression = compressionField(raw, 'segment', version, fail);
   const bodyLength = withBodyLength ? intField(raw, 'bodyLength', COMMIT_RECORD_LENGTH, SAFE, fail) : 0;
   if (lastTxid < firstTxid) fail(`lastTxid ${lastTxid} is before firstTxid ${firstTxid}`);
   if (lastTime < firstTime) fail(`lastTime ${lastTime} is before firstTime ${firstTime}`);
   return {
-    version: SEGMENT_FORMAT_VERSION,
+    version,
     kind: 'segment',
     generation,
     pageSize,
@@ -155,13 +159,14 @@ function checkSummaryMatches(h: SegmentHeader, s: BodySummary, fail: Fail): void
  */
 export async function encodeSegment(h: SegmentHeaderInput, body: Uint8Array, opts?: EncodeSegmentOptions): Promise<Uint8Array> {
   const fail = failRange('encodeSegment');
-  const header = headerFromRaw(h as unknown as Record<string, unknown>, fail, false);
+  const header = headerFromRaw(h as unknown as Record<string, unknown>, SEGMENT_FORMAT_VERSION, fail, false);
   header.bodyLength = body.length;
   checkSummaryMatches(header, summarizeBody(body, header.pageSize, fail), fail);
   const level = opts?.level ?? DEFAULT_DEFLATE_LEVEL;
   checkLevel(level);
 
-  const stored = header.compression === 'deflate' ? await deflateParallel(body, level, { joinable: opts?.joinable ?? false }) : [body];
+  const stored =
+    header.compression === 'deflate' ? await deflateParallel(body, level, { joinable: opts?.joinable ?? false }) : header.compression === 'zstd' ? [zstdCompress(body)] : [body];
   return frameSegment(header, stored);
 }
 
@@ -195,10 +200,10 @@ function parseHeader(bytes: Uint8Array, name: string | undefined): { header: Seg
     throw corrupt('segment', name, `truncated: the header needs ${end} bytes, only ${bytes.length} available`);
   }
   const raw = unpackHeader(bytes.subarray(PREFIX_LENGTH, end), 'segment', name);
-  checkVersion(raw, 'segment', name);
+  const version = checkVersion(raw, 'segment', name) as 1 | 2;
   const fail = failCorrupt('segment', name);
   kindField(raw, 'segment', fail);
-  const header = headerFromRaw(raw, fail, true);
+  const header = headerFromRaw(raw, version, fail, true);
   checkAgainstKey(header, name, fail);
   return { header, end };
 }
@@ -238,6 +243,12 @@ export async function decodeSegment(bytes: Uint8Array, name?: string): Promise<D
       fail(`body is ${storedBody.length} bytes but the header says ${header.bodyLength}`);
     }
     body = storedBody;
+  } else if (header.compression === 'zstd') {
+    try {
+      body = zstdDecompressExact(storedBody, header.bodyLength);
+    } catch (err) {
+      throw corrupt('segment', name, `body does not decompress to the ${header.bodyLength} bytes the header says`, err);
+    }
   } else {
     let consumed: number;
     try {
@@ -361,31 +372,39 @@ export async function readStoredSegment(bytes: Uint8Array, name?: string): Promi
   return { header, stored: bytes.subarray(end, trailerAt), bytes };
 }
 
-/** True when joinSegments can merge this segment: deflated, ending as encodeSegment's `joinable` ends. */
+/**
+ * True when joinSegments can merge this segment: zstd (any), or deflated and ending as
+ * encodeSegment's `joinable` ends.
+ */
 export function canJoin(s: StoredSegment): boolean {
-  return s.header.compression === 'deflate' && isJoinable(s.stored);
+  return s.header.compression === 'zstd' || (s.header.compression === 'deflate' && isJoinable(s.stored));
 }
 
 /**
  * One segment object holding the transactions of several consecutive joinable segments, built
- * from their compressed bodies as they are: the deflate streams are joined (joinDeflated), the
- * header covers the whole chain and the checksum is computed anew. Nothing is inflated or
- * compressed again, so merging costs a copy of the compressed bytes. The parts must form one
- * chain (CHAIN_BROKEN otherwise) and satisfy canJoin (RangeError otherwise). Their bodies were
+ * from their compressed bodies as they are: zstd frames are concatenated (a zstd stream may hold
+ * several), deflate streams joined (joinDeflated); the header covers the whole chain, is of the
+ * current version, and the checksum is computed anew. Nothing is decompressed or compressed again,
+ * so merging costs a copy of the compressed bytes. The parts must form one chain (CHAIN_BROKEN
+ * otherwise), satisfy canJoin and share one compression (RangeError otherwise). Their bodies were
  * checked when they were encoded; the merged body is checked again when it is decoded.
  */
 export async function joinSegments(parts: readonly StoredSegment[]): Promise<Uint8Array> {
   if (parts.length === 0) throw new RangeError('joinSegments: nothing to join');
   checkChain(parts.map((p) => p.header));
-  if (!parts.every(canJoin)) throw new RangeError('joinSegments: every part must be a joinable deflated segment');
+  const compression = (parts[0] as StoredSegment).header.compression;
+  if (!parts.every((p) => canJoin(p) && p.header.compression === compression)) {
+    throw new RangeError('joinSegments: every part must be joinable (zstd, or deflate ending with a sync flush), all with one compression');
+  }
   // One part is already the object wanted: same header, same body, checksum verified on read.
   if (parts.length === 1) return (parts[0] as StoredSegment).bytes;
   const first = (parts[0] as StoredSegment).header;
   const last = (parts[parts.length - 1] as StoredSegment).header;
   let bodyLength = 0;
   for (const p of parts) bodyLength += p.header.bodyLength;
-  const header: SegmentHeader = { ...first, lastTxid: last.lastTxid, lastTime: last.lastTime, bodyLength };
-  return frameSegment(header, joinDeflated(parts.map((p) => p.stored)));
+  const header: SegmentHeader = { ...first, version: SEGMENT_FORMAT_VERSION, lastTxid: last.lastTxid, lastTime: last.lastTime, bodyLength };
+  const stored = parts.map((p) => p.stored);
+  return frameSegment(header, compression === 'zstd' ? stored : joinDeflated(stored));
 }
 
 function chainBroken(detail: string): PitrError {

@@ -1,9 +1,13 @@
-/** How an object's body is stored. 'deflate' is raw deflate (RFC 1951, no zlib/gzip wrapper). */
-export type Compression = 'none' | 'deflate';
+/**
+ * How an object's body is stored. 'zstd' is Zstandard frames (RFC 8878), what pitr writes;
+ * 'deflate' is raw deflate (RFC 1951, no zlib/gzip wrapper), what earlier versions wrote.
+ */
+export type Compression = 'none' | 'deflate' | 'zstd';
 
 /** Decoded header of a segment object; see docs/FORMAT.md. */
 export interface SegmentHeader {
-  version: 1;
+  /** 2 is written; 1 (no 'zstd') is still read. */
+  version: 1 | 2;
   kind: 'segment';
   generation: string;
   pageSize: number;

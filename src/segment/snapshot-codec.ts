@@ -1,6 +1,7 @@
 import { createInflateRaw } from 'node:zlib';
 import { DEFLATE_SLICE_BYTES, SLICES_IN_FLIGHT, deflateSlice } from './deflate-parallel.js';
 import { inflateExact } from './inflate-exact.js';
+import { zstdBound, zstdCompress, zstdDecompressExact } from './zstd.js';
 import { mapInOrder } from '../util/map-in-order.js';
 import { addAbortSignal, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -38,8 +39,8 @@ import type { Compression } from './segment-types.js';
 
 /** Decoded header of a snapshot object; see docs/FORMAT.md. */
 export interface SnapshotHeader {
-  /** 2 is written; 1 (a deflate body as one stream) is still read. */
-  version: 1 | 2;
+  /** 3 is written; 2 (no 'zstd') and 1 (a deflate body as one stream) are still read. */
+  version: 1 | 2 | 3;
   kind: 'snapshot';
   generation: string;
   pageSize: number;
@@ -49,8 +50,9 @@ export interface SnapshotHeader {
   dbSizePages: number;
   compression: Compression;
   /**
-   * Version 2 with deflate only: the body is a series of independently compressed chunks of this
-   * many pages each (the last may hold fewer), so that a reader inflates several at once.
+   * Version 2 and later, compressed bodies only: the body is a series of independently compressed
+   * chunks of this many pages each (the last may hold fewer), so that memory stays bounded and a
+   * reader may decompress several at once.
    */
   chunkPages?: number;
 }
@@ -64,7 +66,7 @@ export type SnapshotHeaderInput = Omit<SnapshotHeader, 'version' | 'kind' | 'chu
 export type OnPages = (firstPgno: number, pages: Uint8Array, offset: number) => void | Promise<void>;
 
 export interface WriteSnapshotOptions {
-  /** zlib level 0..9 for 'deflate' (default 1). */
+  /** zlib level 0..9 for 'deflate' (default 1); 'zstd' always uses ZSTD_LEVEL. */
   level?: number;
   signal?: AbortSignal;
   /**
@@ -90,7 +92,7 @@ export interface ReadSnapshotOptions {
 const BATCH_BYTES = DEFLATE_SLICE_BYTES;
 /** Output buffer of the version-1 reader's single inflate stream: 256 KiB made it ~50% slower. */
 const ZLIB_CHUNK = 1024 * 1024;
-/** Length prefix of each chunk of a version-2 deflate body. */
+/** Length prefix of each chunk of a chunked (version 2 and later) compressed body. */
 const CHUNK_LENGTH_BYTES = 4;
 const SAFE = Number.MAX_SAFE_INTEGER;
 
@@ -104,7 +106,7 @@ function deflateBound(n: number): number {
   return n + Math.ceil(n / 8) + Math.ceil(n / 64) + 5;
 }
 
-function headerFromRaw(raw: Record<string, unknown>, version: 1 | 2, fail: Fail): SnapshotHeader {
+function headerFromRaw(raw: Record<string, unknown>, version: 1 | 2 | 3, fail: Fail): SnapshotHeader {
   const header: SnapshotHeader = {
     version,
     kind: 'snapshot',
@@ -114,9 +116,9 @@ function headerFromRaw(raw: Record<string, unknown>, version: 1 | 2, fail: Fail)
     commitTime: intField(raw, 'commitTime', 0, SAFE, fail),
     // A WAL-mode database always has page 1, which records the journal mode.
     dbSizePages: intField(raw, 'dbSizePages', 1, MAX_U32, fail),
-    compression: compressionField(raw, fail),
+    compression: compressionField(raw, 'snapshot', version, fail),
   };
-  if (version === 2 && header.compression === 'deflate') header.chunkPages = intField(raw, 'chunkPages', 1, MAX_U32, fail);
+  if (version >= 2 && header.compression !== 'none') header.chunkPages = intField(raw, 'chunkPages', 1, MAX_U32, fail);
   return header;
 }
 
@@ -185,7 +187,10 @@ export async function writeSnapshot(
   const pipeOpts = { end: opts?.end ?? true, ...(signal ? { signal } : {}) };
   const dest = out as NodeJS.WritableStream;
   try {
-    if (header.compression === 'deflate') {
+    if (header.compression === 'zstd') {
+      // Each batch is its own zstd frame behind a length.
+      await pipeline(pages, zstdChunks, framed, dest, pipeOpts);
+    } else if (header.compression === 'deflate') {
       // Each batch is its own deflate stream behind a length, compressed several at once.
       await pipeline(pages, (body: AsyncIterable<Uint8Array>) => deflateChunks(body, level), framed, dest, pipeOpts);
     } else {
@@ -200,12 +205,18 @@ export async function writeSnapshot(
 
 /** `u32 BE stored length | raw deflate stream` per batch, in order, several compressing at once. */
 async function* deflateChunks(batches: AsyncIterable<Uint8Array>, level: number): AsyncGenerator<Uint8Array> {
-  for await (const stored of mapInOrder(batches, (batch) => deflateSlice(batch, level, true), SLICES_IN_FLIGHT)) {
-    const length = new Uint8Array(CHUNK_LENGTH_BYTES);
-    new DataView(length.buffer).setUint32(0, stored.length, false);
-    yield length;
-    yield stored;
-  }
+  for await (const stored of mapInOrder(batches, (batch) => deflateSlice(batch, level, true), SLICES_IN_FLIGHT)) yield* lengthAnd(stored);
+}
+
+/** `u32 BE stored length | zstd frame` per batch, in order. */
+async function* zstdChunks(batches: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const batch of batches) yield* lengthAnd(zstdCompress(batch));
+}
+
+function lengthAnd(stored: Uint8Array): Uint8Array[] {
+  const length = new Uint8Array(CHUNK_LENGTH_BYTES);
+  new DataView(length.buffer).setUint32(0, stored.length, false);
+  return [length, stored];
 }
 
 /** Header-only parse of the first bytes of a snapshot (the first 4096 bytes always suffice). No checksum. */
@@ -221,7 +232,7 @@ export function readSnapshotHeader(bytes: Uint8Array, name?: string): SnapshotHe
 
 function parseHeaderBytes(headerBytes: Uint8Array, name: string | undefined): SnapshotHeader {
   const raw = unpackHeader(headerBytes, 'snapshot', name);
-  const version = checkVersion(raw, 'snapshot', name) as 1 | 2;
+  const version = checkVersion(raw, 'snapshot', name) as 1 | 2 | 3;
   const fail = failCorrupt('snapshot', name);
   kindField(raw, 'snapshot', fail);
   const header = headerFromRaw(raw, version, fail);
@@ -279,7 +290,18 @@ export async function readSnapshot(input: Readable, onPages: OnPages, opts?: Rea
         yield chunk;
       }
     }
-    if (header.compression === 'deflate' && header.chunkPages !== undefined) {
+    if (header.compression === 'zstd') {
+      for await (const { stored, bytes, first } of storedChunks(reader, header, (b) => hashUpdate(hasher, b), fail)) {
+        let body: Uint8Array;
+        try {
+          body = zstdDecompressExact(stored, bytes);
+        } catch (err) {
+          throw corrupt('snapshot', name, `the chunk of page ${first} does not decompress to the ${bytes} bytes of its pages`, err);
+        }
+        await pages.push(body);
+      }
+      for await (const chunk of hashedBody()) if (chunk.length > 0) fail(`stray bytes after the last compressed chunk`);
+    } else if (header.compression === 'deflate' && header.chunkPages !== undefined) {
       const inflated = mapInOrder(
         storedChunks(reader, header, (bytes) => hashUpdate(hasher, bytes), fail),
         async ({ stored, bytes, first }) => {
@@ -339,9 +361,9 @@ export async function readSnapshot(input: Readable, onPages: OnPages, opts?: Rea
 }
 
 /**
- * The compressed chunks of a version-2 deflate body, each with the byte count it must inflate to,
- * hashed as they are read. A length beyond what deflate can take for its pages is corruption (and
- * is refused before anything that large is buffered).
+ * The compressed chunks of a chunked body, each with the byte count it must decompress to, hashed
+ * as they are read. A length beyond what the codec can take for its pages is corruption (and is
+ * refused before anything that large is buffered).
  */
 async function* storedChunks(reader: ContentReader, h: SnapshotHeader, hash: (bytes: Uint8Array) => void, fail: Fail): AsyncGenerator<{ stored: Uint8Array; bytes: number; first: number }> {
   const chunkPages = h.chunkPages as number;
@@ -351,7 +373,8 @@ async function* storedChunks(reader: ContentReader, h: SnapshotHeader, hash: (by
     if (length === undefined) fail(`truncated: ${reader.total} bytes, the chunk of page ${first} is missing`);
     hash(length);
     const n = new DataView(length.buffer, length.byteOffset, length.byteLength).getUint32(0, false);
-    if (n === 0 || n > deflateBound(bytes)) fail(`the chunk of page ${first} claims ${n} compressed bytes for ${bytes} bytes of pages`);
+    const bound = h.compression === 'zstd' ? zstdBound(bytes) : deflateBound(bytes);
+    if (n === 0 || n > bound) fail(`the chunk of page ${first} claims ${n} compressed bytes for ${bytes} bytes of pages`);
     const stored = await reader.readExact(n);
     if (stored === undefined) fail(`truncated: ${reader.total} bytes, inside the chunk of page ${first}`);
     hash(stored);

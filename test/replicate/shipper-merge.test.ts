@@ -29,14 +29,14 @@ async function replicaTransactions(replica: FileStorage): Promise<{ txid: number
   for (const o of await replica.list('generations/')) {
     if (!o.key.endsWith('.seg')) continue;
     const { header: h, body } = await decodeSegment(await replica.get(o.key), o.key);
-    assert.equal(h.compression, 'deflate');
+    assert.equal(h.compression, 'zstd');
     for (const tx of iterateTransactions(body, h.pageSize)) out.push({ txid: tx.txid, time: tx.commitTime, pgnos: tx.pages.map((p) => p.pgno) });
   }
   return out;
 }
 
 describe('shipper merges spooled segments', () => {
-  it('joins compressed spool entries as they are, and still ships entries an earlier pitr spooled raw', async () => {
+  it('joins compressed spool entries as they are, and still ships entries an earlier pitr spooled raw or deflated', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pitr-shipper-merge-'));
     let stop = (): void => {};
     try {
@@ -45,8 +45,12 @@ describe('shipper merges spooled segments', () => {
       // The replica already has the generation's base, so the shipper goes straight to segments.
       await replica.put(snapshotKey(GEN, 1, T0), new Uint8Array(1));
       const txs = [sampleTxs(2, 3), sampleTxs(5, 2, T0 + 20), sampleTxs(7, 4, T0 + 30), sampleTxs(11, 1, T0 + 60), sampleTxs(12, 3, T0 + 70)];
-      // Two entries as an earlier pitr wrote them (uncompressed), then one as this one does.
-      for (const t of txs.slice(0, 2)) await spoolStore.put(segmentKey(GEN, t[0]!.txid, t[t.length - 1]!.txid, t[0]!.time, t[t.length - 1]!.time), await encodeSegment({ ...header(t), compression: 'none' }, buildBody(PAGE, t)));
+      // Two entries as earlier pitr versions wrote them (uncompressed, then deflated to be joined),
+      // then one as this one does.
+      for (const [t, compression] of [[txs[0]!, 'none'], [txs[1]!, 'deflate']] as const) {
+        const key = segmentKey(GEN, t[0]!.txid, t[t.length - 1]!.txid, t[0]!.time, t[t.length - 1]!.time);
+        await spoolStore.put(key, await encodeSegment({ ...header(t), compression }, buildBody(PAGE, t), { joinable: true }));
+      }
       const spool = new Spool(spoolStore);
       await spool.load();
       await spool.addSegment(header(txs[2]!), buildBody(PAGE, txs[2]!));
@@ -55,7 +59,7 @@ describe('shipper merges spooled segments', () => {
       await shipper.init();
       assert.equal(await shipper.flush(Date.now() + 30_000), true);
 
-      // Then two more, both compressed by this pitr: merged by joining, nothing inflated, so the
+      // Then two more, both compressed by this pitr: merged by joining, nothing decompressed, so the
       // upload is exactly the join of the two spool objects.
       const parts = [];
       for (const t of txs.slice(3)) {

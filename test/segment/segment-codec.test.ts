@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateRawSync } from 'node:zlib';
+import { zstdCompress } from '../../src/segment/zstd.js';
 import { pack } from 'msgpackr';
 import { PitrError } from '../../src/errors.js';
 import {
@@ -69,14 +70,14 @@ function assertTxsMatch(got: TxRecord[], want: TxSpec[], pageSize: number): void
 }
 
 describe('segment round trip', () => {
-  for (const compression of ['none', 'deflate'] as const) {
+  for (const compression of ['none', 'deflate', 'zstd'] as const) {
     for (const pageSize of [512, 4096, 65536]) {
       it(`${compression}, page size ${pageSize}`, async () => {
         const txs = sampleTxs(41, 9);
         const bytes = await segmentOf(pageSize, txs, compression);
         const { header, body } = await decodeSegment(bytes, NAME);
         assert.deepEqual(header, {
-          version: 1,
+          version: 2,
           kind: 'segment',
           ...headerFor(pageSize, txs, compression),
           bodyLength: buildBody(pageSize, txs).length,
@@ -92,7 +93,7 @@ describe('segment round trip', () => {
       { txid: 1, time: T0, dbSize: 1, pages: [] },
       { txid: 2, time: T0, dbSize: 4, pages: [[4, 1], [2, 1], [4, 2]] },
     ];
-    const { body } = await decodeSegment(await segmentOf(512, txs, 'deflate'));
+    const { body } = await decodeSegment(await segmentOf(512, txs, 'zstd'));
     const got = [...iterateTransactions(body, 512)];
     assert.equal(got[0]!.pages.length, 0);
     assert.deepEqual(got[1]!.pages.map((p) => p.pgno), [4, 2, 4]);
@@ -111,6 +112,14 @@ describe('segment round trip', () => {
     assert.ok(l0.length > body.length, 'level 0 stores');
     for (const b of [l0, l1, l9]) assert.ok(bytesEqual((await decodeSegment(b)).body, body));
     await assert.rejects(encodeSegment(h, body, { level: 10 }), RangeError);
+  });
+
+  it('zstd shrinks typical pages', async () => {
+    const txs = sampleTxs(1, 20);
+    const body = buildBody(4096, txs);
+    const zstd = await encodeSegment(headerFor(4096, txs, 'zstd'), body);
+    assert.ok(zstd.length < body.length, `zstd ${zstd.length} bytes for a body of ${body.length}`);
+    assert.ok(bytesEqual((await decodeSegment(zstd)).body, body));
   });
 
   it('large txids and times (beyond 2^32) survive, and are stored as msgpack integers', async () => {
@@ -146,7 +155,7 @@ describe('segment round trip', () => {
 });
 
 describe('segment corruption', () => {
-  for (const compression of ['none', 'deflate'] as const) {
+  for (const compression of ['none', 'deflate', 'zstd'] as const) {
     it(`flipping any single bit of any byte is detected (${compression})`, async () => {
       const txs = sampleTxs(7, 4);
       const bytes = await segmentOf(512, txs, compression);
@@ -176,6 +185,8 @@ describe('segment corruption', () => {
     const bytes = await segmentOf(512, sampleTxs(1, 3), 'deflate');
     await rejectsCorrupt(decodeSegment(Buffer.concat([bytes, Buffer.from([0])]), NAME), NAME);
     await rejectsCorrupt(decodeSegment(await reseal(Buffer.concat([bytes, Buffer.alloc(8)])), NAME), NAME, /stray bytes/);
+    const zstd = await segmentOf(512, sampleTxs(1, 3), 'zstd');
+    await rejectsCorrupt(decodeSegment(await reseal(Buffer.concat([zstd, Buffer.alloc(8)])), NAME), NAME, /does not decompress/);
     const plain = await segmentOf(512, sampleTxs(1, 3), 'none');
     await rejectsCorrupt(decodeSegment(await reseal(Buffer.concat([plain, Buffer.alloc(8)])), NAME), NAME, /body is/);
   });
@@ -194,17 +205,17 @@ describe('segment corruption', () => {
   it('an unknown version is refused with a clear message', async () => {
     const txs = sampleTxs(1, 2);
     const body = buildBody(512, txs);
-    const h = { version: 2, kind: 'segment', ...headerFor(512, txs, 'none'), bodyLength: body.length };
-    const v2 = await frame('PITRSEG1', h, body);
-    const err = await rejectsCorrupt(decodeSegment(v2, NAME), NAME, /format version 2.*does not support/);
+    const h = { version: 3, kind: 'segment', ...headerFor(512, txs, 'none'), bodyLength: body.length };
+    const v3 = await frame('PITRSEG1', h, body);
+    const err = await rejectsCorrupt(decodeSegment(v3, NAME), NAME, /format version 3.*does not support.*reads versions 1 and 2/);
     assert.match(err.hint!, /upgrade/);
-    throwsCorrupt(() => readSegmentHeader(v2, NAME), NAME, /format version 2/);
+    throwsCorrupt(() => readSegmentHeader(v3, NAME), NAME, /format version 3/);
     // A version changed by damage is reported as both.
     const damaged = Uint8Array.from(await segmentOf(512, txs, 'none'));
     const at = Buffer.from(damaged).indexOf(Buffer.from('version', 'latin1')) + 7;
-    assert.equal(damaged[at], 1);
-    damaged[at] = 3;
-    await rejectsCorrupt(decodeSegment(damaged, NAME), NAME, /format version 3.*checksum mismatch/);
+    assert.equal(damaged[at], 2);
+    damaged[at] = 4;
+    await rejectsCorrupt(decodeSegment(damaged, NAME), NAME, /format version 4.*checksum mismatch/);
   });
 
   describe('checks behind a valid checksum', () => {
@@ -287,6 +298,20 @@ describe('segment corruption', () => {
       await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', h, shorter), NAME), NAME, /inflates to/);
     });
 
+    it('zstd body that does not decompress, or decompresses to the wrong length, or in a version-1 header', async () => {
+      const h = { ...good, version: 2, compression: 'zstd' };
+      await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', h, new Uint8Array([0xff, 0xff, 0xff, 0xff])), NAME), NAME, /does not decompress/);
+      const longer = zstdCompress(Buffer.concat([body, Buffer.alloc(1)]));
+      await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', h, longer), NAME), NAME, /does not decompress/);
+      const shorter = zstdCompress(body.subarray(0, body.length - 24));
+      await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', h, shorter), NAME), NAME, /does not decompress/);
+      // Two frames whose sum is right decode; the codec state after a failure does not leak.
+      const halves = Buffer.concat([zstdCompress(body.subarray(0, 100)), zstdCompress(body.subarray(100))]);
+      assert.ok(bytesEqual((await decodeSegment(await frame('PITRSEG1', h, halves), NAME)).body, body));
+      const v1 = { ...h, version: 1 };
+      await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', v1, zstdCompress(body)), NAME), NAME, /"zstd" needs format version 2/);
+    });
+
     it('header that is not a msgpack map, or has a silly length', async () => {
       const arr = pack([1, 2, 3]);
       const bytes = new Uint8Array(12 + arr.length + 8);
@@ -360,60 +385,66 @@ describe('bodies joined byte for byte', () => {
   });
 });
 
-describe('joined segments (shipper merges without inflating)', () => {
-  const joinable = (pageSize: number, txs: TxSpec[]): Promise<Uint8Array> =>
-    encodeSegment(headerFor(pageSize, txs, 'deflate'), buildBody(pageSize, txs), { joinable: true });
+describe('joined segments (shipper merges without decompressing)', () => {
+  for (const compression of ['zstd', 'deflate'] as const) {
+    const joinable = (pageSize: number, txs: TxSpec[]): Promise<Uint8Array> =>
+      encodeSegment(headerFor(pageSize, txs, compression), buildBody(pageSize, txs), { joinable: true });
 
-  it('decode to the whole chain, and join again', async () => {
-    const a = sampleTxs(1, 5);
-    const b = sampleTxs(6, 1, a[4]!.time);
-    const c = sampleTxs(7, 6, a[4]!.time + 1);
-    const d = sampleTxs(13, 2, c[5]!.time + 5);
-    const parts = [];
-    for (const txs of [a, b, c]) parts.push(await readStoredSegment(await joinable(4096, txs)));
-    assert.ok(parts.every(canJoin));
-    const joined = await joinSegments(parts);
-    const key = segmentKey(GEN, 1, c[5]!.txid, a[0]!.time, c[5]!.time);
-    const decoded = await decodeSegment(joined, key);
-    assert.deepEqual(
-      { first: decoded.header.firstTxid, last: decoded.header.lastTxid, firstTime: decoded.header.firstTime, lastTime: decoded.header.lastTime },
-      { first: 1, last: 12, firstTime: a[0]!.time, lastTime: c[5]!.time },
-    );
-    assert.equal(decoded.header.bodyLength, parts.reduce((n, p) => n + p.header.bodyLength, 0));
-    assertTxsMatch([...iterateTransactions(decoded.body, 4096)], [...a, ...b, ...c], 4096);
+    it(`${compression}: decode to the whole chain, and join again`, async () => {
+      const a = sampleTxs(1, 5);
+      const b = sampleTxs(6, 1, a[4]!.time);
+      const c = sampleTxs(7, 6, a[4]!.time + 1);
+      const d = sampleTxs(13, 2, c[5]!.time + 5);
+      const parts = [];
+      for (const txs of [a, b, c]) parts.push(await readStoredSegment(await joinable(4096, txs)));
+      assert.ok(parts.every(canJoin));
+      const joined = await joinSegments(parts);
+      const key = segmentKey(GEN, 1, c[5]!.txid, a[0]!.time, c[5]!.time);
+      const decoded = await decodeSegment(joined, key);
+      assert.deepEqual(
+        { first: decoded.header.firstTxid, last: decoded.header.lastTxid, firstTime: decoded.header.firstTime, lastTime: decoded.header.lastTime },
+        { first: 1, last: 12, firstTime: a[0]!.time, lastTime: c[5]!.time },
+      );
+      assert.equal(decoded.header.bodyLength, parts.reduce((n, p) => n + p.header.bodyLength, 0));
+      assert.equal(decoded.header.compression, compression);
+      assertTxsMatch([...iterateTransactions(decoded.body, 4096)], [...a, ...b, ...c], 4096);
 
-    // A joined object is joinable itself: the shipper may merge merged objects.
-    const again = await joinSegments([await readStoredSegment(joined), await readStoredSegment(await joinable(4096, d))]);
-    assertTxsMatch([...iterateTransactions((await decodeSegment(again)).body, 4096)], [...a, ...b, ...c, ...d], 4096);
-  });
+      // A joined object is joinable itself: the shipper may merge merged objects.
+      const again = await joinSegments([await readStoredSegment(joined), await readStoredSegment(await joinable(4096, d))]);
+      assertTxsMatch([...iterateTransactions((await decodeSegment(again)).body, 4096)], [...a, ...b, ...c, ...d], 4096);
+    });
 
-  it('pass a single part on unchanged', async () => {
-    const bytes = await joinable(512, sampleTxs(1, 3));
-    assert.ok(bytesEqual(await joinSegments([await readStoredSegment(bytes)]), bytes));
-  });
+    it(`${compression}: pass a single part on unchanged`, async () => {
+      const bytes = await joinable(512, sampleTxs(1, 3));
+      assert.ok(bytesEqual(await joinSegments([await readStoredSegment(bytes)]), bytes));
+    });
 
-  it('refuse parts that are not joinable, or not one chain', async () => {
-    const s1 = await readStoredSegment(await joinable(512, sampleTxs(1, 3)));
-    const raw = await readStoredSegment(await segmentOf(512, sampleTxs(4, 1, T0 + 100), 'none'));
-    const finished = await readStoredSegment(await segmentOf(512, sampleTxs(4, 1, T0 + 100), 'deflate'));
-    assert.equal(canJoin(raw), false);
-    assert.equal(canJoin(finished), false);
-    for (const next of [raw, finished]) await assert.rejects(joinSegments([s1, next]), RangeError);
-    await assert.rejects(joinSegments([]), RangeError);
-    const gap = await readStoredSegment(await joinable(512, sampleTxs(5, 2, T0 + 100)));
-    const overlap = await readStoredSegment(await joinable(512, sampleTxs(3, 2, T0 + 100)));
-    const backwards = await readStoredSegment(await joinable(512, sampleTxs(4, 1, T0 - 1)));
-    const otherGen = await readStoredSegment(
-      await encodeSegment({ ...headerFor(512, sampleTxs(4, 1, T0 + 100), 'deflate'), generation: 'fedcba9876543210' }, buildBody(512, sampleTxs(4, 1, T0 + 100)), { joinable: true }),
-    );
-    const otherSize = await readStoredSegment(await joinable(1024, sampleTxs(4, 1, T0 + 100)));
-    for (const next of [gap, overlap, backwards, otherGen, otherSize]) {
-      await assert.rejects(joinSegments([s1, next]), (err: unknown) => err instanceof PitrError && err.code === 'CHAIN_BROKEN');
-    }
-  });
+    it(`${compression}: refuse parts that are not joinable, of another compression, or not one chain`, async () => {
+      const s1 = await readStoredSegment(await joinable(512, sampleTxs(1, 3)));
+      const raw = await readStoredSegment(await segmentOf(512, sampleTxs(4, 1, T0 + 100), 'none'));
+      const finished = await readStoredSegment(await segmentOf(512, sampleTxs(4, 1, T0 + 100), 'deflate'));
+      const other = compression === 'zstd' ? 'deflate' : 'zstd';
+      const otherCodec = await readStoredSegment(await encodeSegment(headerFor(512, sampleTxs(4, 1, T0 + 100), other), buildBody(512, sampleTxs(4, 1, T0 + 100)), { joinable: true }));
+      assert.equal(canJoin(raw), false);
+      assert.equal(canJoin(finished), false);
+      assert.equal(canJoin(otherCodec), true);
+      for (const next of [raw, finished, otherCodec]) await assert.rejects(joinSegments([s1, next]), RangeError);
+      await assert.rejects(joinSegments([]), RangeError);
+      const gap = await readStoredSegment(await joinable(512, sampleTxs(5, 2, T0 + 100)));
+      const overlap = await readStoredSegment(await joinable(512, sampleTxs(3, 2, T0 + 100)));
+      const backwards = await readStoredSegment(await joinable(512, sampleTxs(4, 1, T0 - 1)));
+      const otherGen = await readStoredSegment(
+        await encodeSegment({ ...headerFor(512, sampleTxs(4, 1, T0 + 100), compression), generation: 'fedcba9876543210' }, buildBody(512, sampleTxs(4, 1, T0 + 100)), { joinable: true }),
+      );
+      const otherSize = await readStoredSegment(await joinable(1024, sampleTxs(4, 1, T0 + 100)));
+      for (const next of [gap, overlap, backwards, otherGen, otherSize]) {
+        await assert.rejects(joinSegments([s1, next]), (err: unknown) => err instanceof PitrError && err.code === 'CHAIN_BROKEN');
+      }
+    });
+  }
 
   it('readStoredSegment verifies the checksum before anything is passed on', async () => {
-    const bytes = await joinable(512, sampleTxs(1, 3));
+    const bytes = await segmentOf(512, sampleTxs(1, 3), 'zstd');
     const bad = Uint8Array.from(bytes);
     bad[bad.length - 20]! ^= 0x01;
     await rejectsCorrupt(readStoredSegment(bad, NAME), NAME, /checksum/);

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
+import { zstdCompress } from '../../src/segment/zstd.js';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { PitrError } from '../../src/errors.js';
 import {
@@ -92,7 +93,7 @@ after(async () => {
 });
 
 describe('snapshot round trip', () => {
-  for (const compression of ['none', 'deflate'] as const) {
+  for (const compression of ['none', 'deflate', 'zstd'] as const) {
     it(`through a real file, 3000 pages of 4096, ${compression}`, async () => {
       const h = hdr(4096, 3000, compression);
       const path = join(dir, `rt-${compression}.snap`);
@@ -106,7 +107,7 @@ describe('snapshot round trip', () => {
       });
       assert.equal(asked, 3000);
       assert.equal((await stat(path)).size, written);
-      if (compression === 'deflate') assert.ok(written < 3000 * 4096);
+      if (compression !== 'none') assert.ok(written < 3000 * 4096);
       else assert.ok(written > 3000 * 4096);
 
       let next = 1;
@@ -115,15 +116,15 @@ describe('snapshot round trip', () => {
         assert.ok(bytesEqual(data, makePage(4096, pgno)), `page ${pgno}`);
       }), { name: path });
       assert.equal(next, 3001);
-      // Version 2: a deflate body is chunks of 1 MiB of pages, each its own stream.
-      assert.deepEqual(header, { version: 2, kind: 'snapshot', ...h, ...(compression === 'deflate' ? { chunkPages: 256 } : {}) });
+      // Since version 2, a compressed body is chunks of 1 MiB of pages, each compressed on its own.
+      assert.deepEqual(header, { version: 3, kind: 'snapshot', ...h, ...(compression !== 'none' ? { chunkPages: 256 } : {}) });
       const first = await readFile(path);
       assert.deepEqual(readSnapshotHeader(first.subarray(0, 4096), path), header);
     });
   }
 
   for (const pageSize of [512, 65536]) {
-    for (const compression of ['none', 'deflate'] as const) {
+    for (const compression of ['none', 'deflate', 'zstd'] as const) {
       it(`page size ${pageSize}, ${compression}, read in uneven chunks`, async () => {
         const h = hdr(pageSize, 9, compression);
         const bytes = await snapshotBytes(h);
@@ -181,17 +182,19 @@ describe('snapshot memory stays bounded', () => {
   const ps = 4096;
   const count = 8000; // 32 MiB
   // Writing with deflate: up to 4 slices of 1 MiB compressing, one held back (to know which is
-  // last) and one filling; far below the 32 MiB an unbounded producer would run ahead.
-  const bounds = { none: 2 * 1024 * 1024, deflate: 8 * 1024 * 1024 };
-  // Reading with deflate: up to 4 compressed chunks of ~1 MiB inflating, one being delivered.
-  const readBounds = { none: 2 * 1024 * 1024, deflate: 6 * 1024 * 1024 };
+  // last) and one filling; with zstd one batch compressing (synchronously) and one filling; far
+  // below the 32 MiB an unbounded producer would run ahead.
+  const bounds = { none: 2 * 1024 * 1024, deflate: 8 * 1024 * 1024, zstd: 4 * 1024 * 1024 };
+  // Reading with deflate: up to 4 compressed chunks of ~1 MiB inflating, one being delivered; with
+  // zstd one chunk decompressing, one being delivered.
+  const readBounds = { none: 2 * 1024 * 1024, deflate: 6 * 1024 * 1024, zstd: 4 * 1024 * 1024 };
 
   /** Incompressible pages, so that bytes in and bytes out of deflate are comparable. */
   function noise(): Uint8Array {
     return randomFillSync(new Uint8Array(ps));
   }
 
-  for (const compression of ['none', 'deflate'] as const) {
+  for (const compression of ['none', 'deflate', 'zstd'] as const) {
     it(`writer pulls pages only as fast as a slow destination accepts them (${compression})`, async () => {
       let sunk = 0;
       let maxAhead = 0;
@@ -237,7 +240,7 @@ describe('snapshot memory stays bounded', () => {
 });
 
 describe('snapshot corruption', () => {
-  for (const compression of ['none', 'deflate'] as const) {
+  for (const compression of ['none', 'deflate', 'zstd'] as const) {
     it(`flipping a bit in any byte is detected (${compression})`, async () => {
       const bytes = await snapshotBytes(hdr(512, 6, compression));
       for (let i = 0; i < bytes.length; i++) {
@@ -263,9 +266,11 @@ describe('snapshot corruption', () => {
   }
 
   it('stray bytes after the compressed body are refused even with a valid checksum', async () => {
-    const bytes = await snapshotBytes(hdr(512, 6, 'deflate'));
-    const longer = await reseal(Buffer.concat([bytes, Buffer.alloc(8)]));
-    await rejectsCorrupt(readAll(Readable.from([Buffer.from(longer)]), NAME), NAME, /stray bytes/);
+    for (const compression of ['deflate', 'zstd'] as const) {
+      const bytes = await snapshotBytes(hdr(512, 6, compression));
+      const longer = await reseal(Buffer.concat([bytes, Buffer.alloc(8)]));
+      await rejectsCorrupt(readAll(Readable.from([Buffer.from(longer)]), NAME), NAME, /stray bytes/);
+    }
   });
 
   it('pages may already have been delivered when the checksum fails (the caller discards them)', async () => {
@@ -291,9 +296,9 @@ describe('snapshot corruption', () => {
 
     const body = Buffer.concat(Array.from({ length: 6 }, (_, i) => makePage(512, i + 1)));
     const good = { version: 1, kind: 'snapshot', ...hdr(512, 6, 'none') };
-    const v3 = await frame('PITRSNP1', { ...good, version: 3 }, body);
-    await rejectsCorrupt(readAll(Readable.from([Buffer.from(v3)]), NAME), NAME, /format version 3, .*reads versions 1 and 2/);
-    assert.throws(() => readSnapshotHeader(v3, NAME), /format version 3/);
+    const v4 = await frame('PITRSNP1', { ...good, version: 4 }, body);
+    await rejectsCorrupt(readAll(Readable.from([Buffer.from(v4)]), NAME), NAME, /format version 4, .*reads versions 1 and 2 and 3/);
+    assert.throws(() => readSnapshotHeader(v4, NAME), /format version 4/);
     const tooFew = await frame('PITRSNP1', { ...good, dbSizePages: 5 }, body);
     await rejectsCorrupt(readAll(Readable.from([Buffer.from(tooFew)]), NAME), NAME, /longer than/);
     const tooMany = await frame('PITRSNP1', { ...good, dbSizePages: 7 }, body);
@@ -303,6 +308,39 @@ describe('snapshot corruption', () => {
     const badGen = await frame('PITRSNP1', { ...good, generation: 'x' }, body);
     await rejectsCorrupt(readAll(Readable.from([Buffer.from(badGen)]), NAME), NAME, /generation/);
     assert.ok((await readAll(Readable.from([Buffer.from(await frame('PITRSNP1', good, body))]))).pages.length === 6);
+  });
+
+  it('a version-3 zstd body: lying chunk lengths, wrong chunk sizes, a missing chunkPages, stray bytes, zstd in version 2', async () => {
+    const pages = Array.from({ length: 6 }, (_, i) => new Uint8Array(512).fill(i + 1));
+    const good = { version: 3, kind: 'snapshot', ...hdr(512, 6, 'zstd'), chunkPages: 4 };
+    const chunks = (runs: Uint8Array[][], lie?: number): Uint8Array =>
+      Buffer.concat(
+        runs.flatMap((run, i) => {
+          const stored = zstdCompress(Buffer.concat(run));
+          const len = Buffer.alloc(4);
+          len.writeUInt32BE(i === 0 && lie !== undefined ? lie : stored.length);
+          return [len, stored];
+        }),
+      );
+    const ok = await frame('PITRSNP1', good, chunks([pages.slice(0, 4), pages.slice(4)]));
+    const read = await readAll(Readable.from([Buffer.from(ok)]), NAME);
+    assert.equal(read.pages.length, 6);
+    read.pages.forEach((p, i) => assert.ok(bytesEqual(p, pages[i]!)));
+    const cases: [Uint8Array, RegExp][] = [
+      [chunks([pages.slice(0, 4), pages.slice(4)], 0x7fffffff), /claims 2147483647 compressed bytes/],
+      [chunks([pages.slice(0, 4), pages.slice(4)], 0), /claims 0 compressed bytes/],
+      [chunks([pages.slice(0, 3), pages.slice(3)]), /chunk of page 1 does not decompress to the 2048 bytes/],
+      [chunks([pages.slice(0, 5), pages.slice(5)]), /chunk of page 1 does not decompress to the 2048 bytes/],
+      [Buffer.concat([chunks([pages.slice(0, 4), pages.slice(4)]), Buffer.alloc(3)]), /stray bytes after the last compressed chunk/],
+      [chunks([pages.slice(0, 4)]), /truncated/],
+    ];
+    for (const [body, pattern] of cases) {
+      await rejectsCorrupt(readAll(Readable.from([Buffer.from(await frame('PITRSNP1', good, body))]), NAME), NAME, pattern);
+    }
+    const { chunkPages: _omit, ...noChunkPages } = good;
+    await rejectsCorrupt(readAll(Readable.from([Buffer.from(await frame('PITRSNP1', noChunkPages, chunks([pages.slice(0, 4), pages.slice(4)])))]), NAME), NAME, /chunkPages/);
+    const v2 = await frame('PITRSNP1', { ...good, version: 2 }, chunks([pages.slice(0, 4), pages.slice(4)]));
+    await rejectsCorrupt(readAll(Readable.from([Buffer.from(v2)]), NAME), NAME, /"zstd" needs format version 3/);
   });
 
   it('a version-2 deflate body: lying chunk lengths, wrong chunk sizes, a missing chunkPages, stray bytes', async () => {

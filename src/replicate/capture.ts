@@ -1,4 +1,5 @@
 import { open, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PitrError, errnoCode } from '../errors.js';
 import type { SourceDb, CheckpointResult } from '../db/source-db.js';
 import { dbIdentity, readDbFileInfo } from '../db/db-file.js';
@@ -309,7 +310,7 @@ export class Capture {
       // Backfills nothing new (our reader's mark bounds it, and resetWal backfilled up to it) but
       // reports the WAL's frame count and how much of it is backfilled. The wait is for a
       // checkpoint the app may be running after its last commit.
-      const probe = this.db.checkpoint('PASSIVE', RESET_CHECKPOINT_WAIT_MS);
+      const probe = await this.checkpointPassive(RESET_CHECKPOINT_WAIT_MS);
       const spooled = this.state.cursor?.frame ?? 0;
       if (probe.busy || probe.walFrames < spooled || probe.walFrames - spooled + (probe.walFrames - probe.checkpointedFrames) > maxFrames) {
         return null;
@@ -323,7 +324,7 @@ export class Capture {
       try {
         // A longer wait here: a checkpoint the app started may now backfill everything, and the
         // app is busy with it, not waiting on our lock. Giving up would waste the reset.
-        checkpoint = this.db.checkpoint('PASSIVE', RESET_FINAL_CHECKPOINT_WAIT_MS);
+        checkpoint = await this.checkpointPassive(RESET_FINAL_CHECKPOINT_WAIT_MS);
       } catch (err) {
         this.opts.log.debug('WAL reset checkpoint skipped', { err });
       }
@@ -335,6 +336,22 @@ export class Capture {
       return { ...got, checkpoint: { ...checkpoint, mode: 'RESET', durationMs: performance.now() - start } };
     } finally {
       lock.release();
+    }
+  }
+
+  /**
+   * A PASSIVE checkpoint that, while another connection holds SQLite's checkpoint lock (the app's
+   * auto-checkpoint, run after its commits), tries again every millisecond for up to waitMs.
+   * SQLite never waits for that lock itself, whatever the busy timeout ("even if there is a
+   * busy-handler configured, it will not be invoked"), so the waits these calls were given before
+   * were never waited: one try, and a reset was given up whenever the app was checkpointing.
+   */
+  private async checkpointPassive(waitMs: number): Promise<CheckpointResult> {
+    const start = performance.now();
+    for (;;) {
+      const r = this.db.checkpoint('PASSIVE', 0);
+      if (!r.busy || performance.now() - start >= waitMs) return r;
+      await sleep(1);
     }
   }
 

@@ -32,6 +32,14 @@ const MIN_PASS_GAP_MS = 25;
  * after every capture pass, and each try reads the whole database.
  */
 const WAL_SNAPSHOT_RETRY_MS = 10_000;
+/**
+ * A snapshot pins a read transaction for its whole duration, and while it does the WAL cannot be
+ * reset (Capture.resetWal). --snapshot-wal-ratio waits this many times the last snapshot's
+ * duration after it, so its snapshots pin at most ~1/(1 + this) of the time: behind a writer that
+ * fills --snapshot-wal-min in about a second, they otherwise ran back to back (4 in 20 s on the
+ * bench's flat-out writer, each 1-3 s) and the WAL grew without a reset the whole time.
+ */
+const WAL_SNAPSHOT_SPACING = 9;
 
 /** Why a pass is scheduled for later: at most one timer per reason, all cleared on shutdown. */
 type PassDelay = 'pace' | 'quiet' | 'retry';
@@ -100,6 +108,8 @@ export class Agent {
   private passRunning = false;
   private snapshotRunning: Promise<void> | undefined;
   private lastSnapshotAt = 0;
+  /** How long the last snapshot took to spool (ms). */
+  private lastSnapshotTookMs = 0;
   /** When the last snapshot failed (0 = none has). */
   private snapshotFailedAt = 0;
   /**
@@ -441,6 +451,7 @@ export class Agent {
   private snapshotIfWalOutgrew(capture: Capture): void {
     const ratio = this.opts.snapshotWalRatio ?? DEFAULT_SNAPSHOT_WAL_RATIO;
     if (this.snapshotRunning || !this.db || Date.now() - this.snapshotFailedAt < WAL_SNAPSHOT_RETRY_MS) return;
+    if (Date.now() - this.lastSnapshotAt < WAL_SNAPSHOT_SPACING * this.lastSnapshotTookMs) return;
     const dbBytes = capture.state.dbSizePages * this.db.info.pageSize;
     if (this.walSinceSnapshot < snapshotWalLimit(ratio, this.opts.snapshotWalMinBytes ?? DEFAULT_SNAPSHOT_WAL_MIN_BYTES, dbBytes)) return;
     this.requestSnapshot(`${formatBytes(this.walSinceSnapshot)} of WAL since the last snapshot, over ${ratio} x the ${formatBytes(dbBytes)} database`);
@@ -462,6 +473,7 @@ export class Agent {
     // What was captured while the snapshot was written comes after its state: it still counts.
     this.walSinceSnapshot = Math.max(0, this.walSinceSnapshot - walBefore);
     this.lastSnapshotAt = Date.now();
+    this.lastSnapshotTookMs = this.lastSnapshotAt - started;
     this.metrics?.snapshotTaken();
     this.log.info('snapshot spooled', { key: entry.key, bytes: entry.size, pages: view.dbSizePages, took: formatDuration(Date.now() - started) });
     this.notifyShippers();

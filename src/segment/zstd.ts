@@ -31,10 +31,14 @@ export function zstdCompress(body: Uint8Array): Uint8Array {
 
 /**
  * Decompress every frame in `stored` into exactly `expected` bytes. Throws when the frames hold
- * more (refused before anything past `expected` is written: a size field that lies cannot balloon
- * memory), fewer, or are not zstd frames, including stray bytes after the last frame.
+ * more, fewer, or are not zstd frames, including stray bytes after the last frame. Every frame
+ * must declare its content size (pitr's writers always do) and the sizes must add up to
+ * `expected` before anything is allocated: a header whose size lies cannot make this allocate
+ * more than the frames say they hold.
  */
 export function zstdDecompressExact(stored: Uint8Array, expected: number): Uint8Array {
+  const declared = declaredSize(stored);
+  if (declared !== expected) throw new Error(`the frames declare ${declared ?? 'no'} content size, expected ${expected} bytes`);
   dctx ??= new binding.DCtx();
   const out = Buffer.allocUnsafe(expected);
   let n: number;
@@ -47,4 +51,16 @@ export function zstdDecompressExact(stored: Uint8Array, expected: number): Uint8
   }
   if (n !== expected) throw new Error(`decompresses to ${n} bytes, expected ${expected}`);
   return out;
+}
+
+/** Sum of the content sizes the frames in `stored` declare; null if one does not declare it. */
+function declaredSize(stored: Uint8Array): number | null {
+  let total = 0;
+  for (let rest = stored; rest.length > 0; ) {
+    const size = binding.getFrameContentSize(rest);
+    if (size === null) return null;
+    total += size;
+    rest = rest.subarray(binding.findFrameCompressedSize(rest));
+  }
+  return total;
 }

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateRawSync } from 'node:zlib';
+import zstdBinding from 'zstd-napi/binding.js';
 import { zstdCompress } from '../../src/segment/zstd.js';
 import { pack } from 'msgpackr';
 import { PitrError } from '../../src/errors.js';
@@ -310,6 +311,13 @@ describe('segment corruption', () => {
       assert.ok(bytesEqual((await decodeSegment(await frame('PITRSEG1', h, halves), NAME)).body, body));
       const v1 = { ...h, version: 1 };
       await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', v1, zstdCompress(body)), NAME), NAME, /"zstd" needs format version 2/);
+      // A valid frame that does not declare its content size (pitr's writers always declare it).
+      const cctx = new zstdBinding.CCtx();
+      cctx.setParameter(zstdBinding.CParameter.contentSizeFlag, 0);
+      const out = Buffer.alloc(zstdBinding.compressBound(body.length));
+      const undeclared = out.subarray(0, cctx.compress2(out, body));
+      assert.equal(zstdBinding.getFrameContentSize(undeclared), null);
+      await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', h, undeclared), NAME), NAME, /does not decompress/);
     });
 
     it('header that is not a msgpack map, or has a silly length', async () => {

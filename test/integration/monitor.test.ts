@@ -136,12 +136,20 @@ describe('monitoring', () => {
     const agent = startAgent([dbPath, replica, '--sync-interval', '0', '--listen', '127.0.0.1:0', '--verify-interval', '1s', '--state-dir', join(tmp, 'state')]);
     cleanups.push(() => agent.stop('SIGKILL'));
     const base = await monitorUrl(agent);
+    // Commits made before the generation's first snapshot is taken end up in that snapshot, not in
+    // a segment: commit once it is in the replica, so that there is a segment to damage below.
+    const generationDir = (): string | undefined => readdirSync(join(replica, 'generations'), { withFileTypes: true }).find((e) => e.isDirectory())?.name;
+    await waitUntil('the first snapshot in the replica', () => {
+      const gen = existsSync(join(replica, 'generations')) ? generationDir() : undefined;
+      return gen !== undefined && existsSync(join(replica, 'generations', gen, 'snapshots')) && readdirSync(join(replica, 'generations', gen, 'snapshots')).length > 0;
+    });
     commit(db, 10);
+    const segDir = join(replica, 'generations', generationDir() as string, 'segments');
+    await waitUntil('a segment in the replica', () => existsSync(segDir) && readdirSync(segDir).some((f) => f.endsWith('.seg')));
     const verifyOk = async (): Promise<number | undefined> => metricValue(await (await fetch(`${base}/metrics`)).text(), 'pitr_verify_ok', 'replica=');
     await waitUntil('a passing scheduled verification', async () => (await verifyOk()) === 1);
 
-    const segDir = join(replica, 'generations', readdirSync(join(replica, 'generations'))[0] as string, 'segments');
-    const seg = readdirSync(segDir)[0] as string;
+    const seg = readdirSync(segDir).find((f) => f.endsWith('.seg')) as string;
     const bytes = readFileSync(join(segDir, seg));
     bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] as number) ^ 0xff;
     writeFileSync(join(segDir, seg), bytes);

@@ -105,6 +105,8 @@ export class Capture {
   /** The WAL incarnation (salts) and time of the last complete reset (see resetWorthTrying). */
   private lastReset: { salt1: number; salt2: number; at: number } | undefined;
   private readonly identity: { dev: number; ino: number };
+  /** A finished segment body's buffer, which the next one is built in (see SegmentBodyBuilder.buffer); dropped when writes pause. */
+  private spareBody: Uint8Array | undefined;
 
   private constructor(
     private readonly db: SourceDb,
@@ -187,6 +189,16 @@ export class Capture {
    * checkpoint when the WAL is long and fully spooled.
    */
   async pass(): Promise<PassResult> {
+    const r = await this.passSteps();
+    // Quiet is measured from the end of the last pass that captured or reset, not from its start:
+    // a long pass, or a reset that held the app's writers (they then sleep in their busy handler),
+    // left the next pass seeing no commit for a while, and the TRUNCATE it then took stalled an app
+    // that was only waiting for pitr (measured: 200-730 ms, behind a flat-out writer).
+    if (r.transactions > 0 || r.checkpoint?.mode === 'RESET') this.lastCaptureAt = Date.now();
+    return r;
+  }
+
+  private async passSteps(): Promise<PassResult> {
     const id = await dbIdentity(this.opts.dbPath);
     if (!id) return { transactions: 0, bytes: 0, broken: 'the database file was removed' };
     if (id.dev !== this.identity.dev || id.ino !== this.identity.ino) {
@@ -203,6 +215,7 @@ export class Capture {
     if (!add(await this.catchUp())) return total;
     const quiet = total.transactions === 0 && Date.now() - this.lastCaptureAt >= QUIET_MS;
     if (total.transactions > 0) this.lastCaptureAt = Date.now();
+    if (quiet) this.spareBody = undefined;
     // TRUNCATE only in a quiet moment: its data_version guard cannot tell a commit it missed from
     // one it read, so under steady writes it would break the generation on every attempt.
     if (quiet && this.opts.truncateBytes > 0 && (await fileSize(this.walPath)) >= this.opts.truncateBytes) {
@@ -491,7 +504,7 @@ export class Capture {
         left += n;
         largest = Math.max(largest, n);
       }
-      const nextBuilder = (): SegmentBodyBuilder => new SegmentBodyBuilder(pageSize, Math.min(left, SPOOL_ENTRY_BYTES + largest));
+      const nextBuilder = (): SegmentBodyBuilder => new SegmentBodyBuilder(pageSize, Math.min(left, SPOOL_ENTRY_BYTES + largest), this.spareBody);
       let builder = nextBuilder();
       const flush = async (): Promise<void> => {
         if (builder.txCount === 0) return;
@@ -508,6 +521,8 @@ export class Capture {
           body,
           { compress: !raw },
         );
+        // The spool has compressed or copied the body by now: the next builder may overwrite it.
+        this.spareBody = builder.buffer;
         bytes += body.length;
         left -= body.length;
         builder = nextBuilder();

@@ -37,7 +37,8 @@ export class Spool {
    * Durably add a segment, compressed once here for every replica: joinable, so shippers merge
    * spooled segments into one upload without decompressing or compressing them again. With
    * compress: false it is stored raw, for when time matters more than CPU (under the write lock
-   * of a WAL reset); the shipper compresses it when it merges it.
+   * of a WAL reset); the shipper compresses it when it merges it. `body` is not kept: once this
+   * settles the caller may overwrite it (capture builds the next body in the same buffer).
    */
   async addSegment(h: Omit<SegmentHeaderInput, 'compression'>, body: Uint8Array, opts?: { compress?: boolean }): Promise<SegmentEntry> {
     const compression = opts?.compress === false ? 'none' : 'zstd';

@@ -1,6 +1,6 @@
 import { inflateExact } from './inflate-exact.js';
 import { deflateParallel, isJoinable, joinDeflated } from './deflate-parallel.js';
-import { zstdCompress, zstdDecompressExact } from './zstd.js';
+import { zstdBound, zstdCompressInto, zstdDecompressExact } from './zstd.js';
 import { PitrError } from '../errors.js';
 import {
   DEFAULT_DEFLATE_LEVEL,
@@ -165,9 +165,23 @@ export async function encodeSegment(h: SegmentHeaderInput, body: Uint8Array, opt
   const level = opts?.level ?? DEFAULT_DEFLATE_LEVEL;
   checkLevel(level);
 
-  const stored =
-    header.compression === 'deflate' ? await deflateParallel(body, level, { joinable: opts?.joinable ?? false }) : header.compression === 'zstd' ? [zstdCompress(body)] : [body];
+  if (header.compression === 'zstd') return frameZstdSegment(header, body);
+  const stored = header.compression === 'deflate' ? await deflateParallel(body, level, { joinable: opts?.joinable ?? false }) : [body];
   return frameSegment(header, stored);
+}
+
+/**
+ * frameSegment for a zstd body, compressed straight into the object behind its prefix: no second
+ * buffer for the compressed bytes and no copy of them (capture spools every WAL byte through here).
+ * The buffer is sized for the worst case, but only what is written is ever touched.
+ */
+async function frameZstdSegment(header: SegmentHeader, body: Uint8Array): Promise<Uint8Array> {
+  const prefix = encodePrefix(SEGMENT_MAGIC, { ...header });
+  const out = Buffer.allocUnsafeSlow(prefix.length + zstdBound(body.length) + TRAILER_LENGTH);
+  out.set(prefix, 0);
+  const end = prefix.length + zstdCompressInto(out.subarray(prefix.length), body);
+  writeU64BE(out, end, await checksum64(out.subarray(0, end)));
+  return out.subarray(0, end + TRAILER_LENGTH);
 }
 
 /** Prefix (magic, header), the stored body from its pieces (copied once, here), checksum trailer. */
@@ -175,7 +189,8 @@ async function frameSegment(header: SegmentHeader, stored: readonly Uint8Array[]
   const prefix = encodePrefix(SEGMENT_MAGIC, { ...header });
   let end = prefix.length;
   for (const piece of stored) end += piece.length;
-  const out = new Uint8Array(end + TRAILER_LENGTH);
+  // Every byte is written below, so no zero fill; never a slice of Node's shared pool.
+  const out = Buffer.allocUnsafeSlow(end + TRAILER_LENGTH);
   out.set(prefix, 0);
   let at = prefix.length;
   for (const piece of stored) {

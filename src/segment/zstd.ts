@@ -23,10 +23,15 @@ export function zstdBound(n: number): number {
 
 /** One zstd frame holding `body`. The result is a view into a buffer of zstdBound(body.length). */
 export function zstdCompress(body: Uint8Array): Uint8Array {
-  cctx ??= new binding.CCtx();
   const out = Buffer.allocUnsafe(zstdBound(body.length));
-  const n = cctx.compress(out, body, ZSTD_LEVEL);
-  return out.subarray(0, n);
+  return out.subarray(0, zstdCompressInto(out, body));
+}
+
+/** One zstd frame holding `body`, written at the start of `out` (at least zstdBound(body.length) bytes); returns its length. */
+export function zstdCompressInto(out: Uint8Array, body: Uint8Array): number {
+  if (out.length < zstdBound(body.length)) throw new RangeError(`zstd output needs ${zstdBound(body.length)} bytes, got ${out.length}`);
+  cctx ??= new binding.CCtx();
+  return cctx.compress(out, body, ZSTD_LEVEL);
 }
 
 /**

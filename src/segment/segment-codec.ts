@@ -1,5 +1,6 @@
 import { inflateExact } from './inflate-exact.js';
 import { deflateParallel, isJoinable, joinDeflated } from './deflate-parallel.js';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { zstdBound, zstdCompressInto, zstdDecompressExact } from './zstd.js';
 import { PitrError } from '../errors.js';
 import {
@@ -171,15 +172,30 @@ export async function encodeSegment(h: SegmentHeaderInput, body: Uint8Array, opt
 }
 
 /**
+ * A zstd segment body is stored as frames of at most this many body bytes, with a turn of the
+ * event loop between them: the binding is synchronous, and one frame for a 32 MiB spool entry held
+ * the agent's event loop for ~100 ms at a time on a slow core, so everything else the agent does
+ * (a snapshot's reads, uploads, /metrics) advanced one step per entry.
+ */
+const ZSTD_FRAME_BYTES = 4 << 20;
+
+/**
  * frameSegment for a zstd body, compressed straight into the object behind its prefix: no second
  * buffer for the compressed bytes and no copy of them (capture spools every WAL byte through here).
- * The buffer is sized for the worst case, but only what is written is ever touched.
+ * The buffer is sized for the worst case, but only what is written is ever touched. `body` must
+ * not change until the promise settles.
  */
 async function frameZstdSegment(header: SegmentHeader, body: Uint8Array): Promise<Uint8Array> {
   const prefix = encodePrefix(SEGMENT_MAGIC, { ...header });
-  const out = Buffer.allocUnsafeSlow(prefix.length + zstdBound(body.length) + TRAILER_LENGTH);
+  let bound = 0;
+  for (let at = 0; at < body.length; at += ZSTD_FRAME_BYTES) bound += zstdBound(Math.min(ZSTD_FRAME_BYTES, body.length - at));
+  const out = Buffer.allocUnsafeSlow(prefix.length + bound + TRAILER_LENGTH);
   out.set(prefix, 0);
-  const end = prefix.length + zstdCompressInto(out.subarray(prefix.length), body);
+  let end = prefix.length;
+  for (let at = 0; at < body.length; at += ZSTD_FRAME_BYTES) {
+    if (at > 0) await yieldToEventLoop();
+    end += zstdCompressInto(out.subarray(end), body.subarray(at, at + ZSTD_FRAME_BYTES));
+  }
   writeU64BE(out, end, await checksum64(out.subarray(0, end)));
   return out.subarray(0, end + TRAILER_LENGTH);
 }

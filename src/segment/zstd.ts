@@ -7,9 +7,10 @@ import binding from 'zstd-napi/binding.js';
  * level 1 does ~290 MB/s at 6.1 and inflates ~870 MB/s. Capture compresses every committed byte, so
  * that difference is most of the CPU pitr takes from a busy app, and restore decompresses it all.
  *
- * The binding is synchronous: a call blocks the event loop for its duration (a 32 MiB spool entry,
- * the largest, ~45 ms to compress and ~12 ms to decompress). Bodies are one frame each with the
- * content size in the frame header; frames may be concatenated (see joinSegments).
+ * The binding is synchronous: a call blocks the event loop for its duration (4 MiB, a segment
+ * body's largest frame, ~6-13 ms to compress). Every frame carries its content size in its header;
+ * a segment body is frames of at most 4 MiB (see frameZstdSegment), and joinSegments concatenates
+ * the frames of several segments.
  */
 export const ZSTD_LEVEL = 1;
 

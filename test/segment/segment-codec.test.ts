@@ -123,6 +123,26 @@ describe('segment round trip', () => {
     assert.ok(bytesEqual((await decodeSegment(zstd)).body, body));
   });
 
+  it('zstd stores a body over 4 MiB as several frames that decode to it exactly, and still joins', async () => {
+    const txs = sampleTxs(1, 2400);
+    const body = buildBody(4096, txs);
+    assert.ok(body.length > 8 << 20, `body of ${body.length} bytes spans three frames`);
+    const bytes = await encodeSegment(headerFor(4096, txs, 'zstd'), body);
+    const { stored } = await readStoredSegment(bytes);
+    let frames = 0;
+    for (let rest = stored; rest.length > 0; rest = rest.subarray(zstdBinding.findFrameCompressedSize(rest))) {
+      const size = zstdBinding.getFrameContentSize(rest);
+      assert.ok(size !== null && size <= 4 << 20, `frame ${frames + 1} holds ${size} bytes`);
+      frames++;
+    }
+    assert.equal(frames, Math.ceil(body.length / (4 << 20)));
+    assert.ok(bytesEqual((await decodeSegment(bytes)).body, body));
+    const next = sampleTxs(2401, 3, T0 + 2400 * 7);
+    const joined = await joinSegments([await readStoredSegment(bytes), await readStoredSegment(await segmentOf(4096, next, 'zstd'))]);
+    const all = [...iterateTransactions((await decodeSegment(joined)).body, 4096)];
+    assert.deepEqual(all.map((t) => t.txid), [...txs, ...next].map((t) => t.txid));
+  });
+
   it('large txids and times (beyond 2^32) survive, and are stored as msgpack integers', async () => {
     const first = 2 ** 40 + 5;
     const txs = sampleTxs(first, 3, 2 ** 45);

@@ -3,17 +3,14 @@ import { PassThrough } from 'node:stream';
 import { PitrError, errnoCode } from '../errors.js';
 import { acquireDbFile, type DbFileRef } from '../db/db-file-handle.js';
 import type { ReadPin } from '../db/source-db.js';
-import { readWalPage } from '../wal/wal-frames.js';
+import { readWalPageSync } from '../wal/wal-frames.js';
 import { writeSnapshot } from '../segment/snapshot-codec.js';
 import type { SnapshotEntry } from '../catalog/catalog.js';
 import type { WalCursor } from '../wal/wal-cursor.js';
-import { mapInOrder } from '../util/map-in-order.js';
 import type { SnapshotView } from './capture.js';
 import type { Spool } from './spool.js';
 
 const CHUNK_PAGES_BYTES = 1 << 20;
-/** WAL page reads queued at once for a chunk (libuv runs 4 at a time; more keeps them fed). */
-const WAL_READS_IN_FLIGHT = 16;
 
 /**
  * Write a full page image of the database as of `view` into the spool, streaming.
@@ -48,41 +45,28 @@ export async function writeSnapshotToSpool(args: {
     const pageSize = view.pageSize;
     const chunkPages = Math.max(1, Math.floor(CHUNK_PAGES_BYTES / pageSize));
     const chunk = Buffer.alloc(chunkPages * pageSize);
-    // WAL copies land here first: a frame that fails its check must not overwrite the file's copy.
-    const walPages = Buffer.alloc(chunkPages * pageSize);
+    // A WAL copy lands here first: a frame that fails its check must not overwrite the file's copy.
+    const walPage = Buffer.alloc(pageSize);
     let chunkFirst = 0; // first pgno in chunk; 0 = empty
     let chunkCount = 0;
     const file = db.fh;
 
     /**
      * Fill `chunk` with pages [first, first + count): the file's copy, overlaid with the WAL's
-     * newest copy where the page map has one. The WAL pages of a chunk are read all at once: one
-     * awaited read per page made a snapshot of a busy database take many seconds (each read waited
-     * behind capture's work on the event loop), and the pin held meanwhile blocks every checkpoint
-     * and WAL reset.
+     * newest copy where the page map has one. The WAL pages are read synchronously (see
+     * readWalPageSync): one awaited read per page made a snapshot of a busy database take seconds,
+     * and the pin held meanwhile blocks every checkpoint and WAL reset.
      */
     const loadChunk = async (first: number, count: number): Promise<void> => {
       const { bytesRead } = await file.read(chunk, 0, count * pageSize, (first - 1) * pageSize);
       const filePages = Math.floor(bytesRead / pageSize);
-      const inWal: number[] = [];
-      if (walFh && view.cursor) {
-        for (let pgno = first; pgno < first + count; pgno++) if (view.pageMap.has(pgno)) inWal.push(pgno);
-      }
-      const wal = walFh as FileHandle;
-      const cursor = view.cursor as WalCursor;
-      const read = async (pgno: number): Promise<{ pgno: number; ok: boolean }> => {
+      for (let pgno = first; pgno < first + count; pgno++) {
         const at = (pgno - first) * pageSize;
-        return { pgno, ok: await readWalPage(wal, cursor, view.pageMap.get(pgno) as number, pgno, walPages.subarray(at, at + pageSize)) };
-      };
-      const fromWal = new Set<number>();
-      for await (const r of mapInOrder(inWal, read, WAL_READS_IN_FLIGHT)) {
-        if (!r.ok) continue; // the WAL was restarted: the file's copy is the one (see above)
-        const at = (r.pgno - first) * pageSize;
-        chunk.set(walPages.subarray(at, at + pageSize), at);
-        fromWal.add(r.pgno);
-      }
-      for (let pgno = first + filePages; pgno < first + count; pgno++) {
-        if (!fromWal.has(pgno)) {
+        const frame = walFh && view.cursor ? view.pageMap.get(pgno) : undefined;
+        // False when the WAL was restarted: the file's copy is then the one (see above).
+        const fromWal = frame !== undefined && readWalPageSync((walFh as FileHandle).fd, view.cursor as WalCursor, frame, pgno, walPage);
+        if (fromWal) chunk.set(walPage, at);
+        else if (pgno >= first + filePages) {
           throw new PitrError('WAL_INVALID', `page ${pgno} is neither in the WAL nor in ${args.dbPath} (file too short)`, 'the snapshot is retried; if it persists, report it');
         }
       }

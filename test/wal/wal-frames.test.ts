@@ -7,7 +7,7 @@ import { setImmediate as tick } from 'node:timers/promises';
 import { test } from 'node:test';
 import { isPitrError } from '../../src/errors.js';
 import { WAL_FRAME_HEADER_SIZE, frameOffset } from '../../src/wal/wal-format.js';
-import { readWalPage, readWalPages } from '../../src/wal/wal-frames.js';
+import { readWalPageSync, readWalPages } from '../../src/wal/wal-frames.js';
 import { scanWal, type WalScanResult } from '../../src/wal/wal-scan.js';
 import { openLab, sqlite3, type WalLab } from './wal-lab.js';
 
@@ -135,7 +135,7 @@ test('an error thrown by onPage propagates and leaves the reader usable', async 
   assert.deepEqual(await scanWal(wal, null), r);
 });
 
-test('readWalPage reads one frame and reports whether it still holds that page under those salts', async (t) => {
+test('readWalPageSync reads one frame and reports whether it still holds that page under those salts', async (t) => {
   const lab = openLab(t);
   lab.insertTx(3, 3000);
   const wal = lab.copyWal('w');
@@ -146,11 +146,11 @@ test('readWalPage reads one frame and reports whether it still holds that page u
   t.after(() => fh.close());
   const buf = new Uint8Array(4096);
   const pgno = c.pgnos[0]!;
-  assert.equal(await readWalPage(fh, r.cursor, c.firstFrame, pgno, buf), true);
+  assert.equal(readWalPageSync(fh.fd, r.cursor, c.firstFrame, pgno, buf), true);
   const o = frameOffset(c.firstFrame, 4096) + WAL_FRAME_HEADER_SIZE;
   assert.ok(Buffer.from(buf).equals(file.subarray(o, o + 4096)));
-  assert.equal(await readWalPage(fh, r.cursor, c.firstFrame, pgno + 1, buf), false);
-  assert.equal(await readWalPage(fh, { ...r.cursor, salt1: r.cursor.salt1 ^ 0x80000000 }, c.firstFrame, pgno, buf), false);
-  assert.equal(await readWalPage(fh, r.cursor, c.lastFrame + 1, pgno, buf), false);
-  await assert.rejects(readWalPage(fh, r.cursor, c.firstFrame, pgno, new Uint8Array(100)), RangeError);
+  assert.equal(readWalPageSync(fh.fd, r.cursor, c.firstFrame, pgno + 1, buf), false);
+  assert.equal(readWalPageSync(fh.fd, { ...r.cursor, salt1: r.cursor.salt1 ^ 0x80000000 }, c.firstFrame, pgno, buf), false);
+  assert.equal(readWalPageSync(fh.fd, r.cursor, c.lastFrame + 1, pgno, buf), false);
+  assert.throws(() => readWalPageSync(fh.fd, r.cursor, c.firstFrame, pgno, new Uint8Array(100)), RangeError);
 });

@@ -106,7 +106,8 @@ export function replicateCommand(): Command {
         const replicas = [];
         for (const u of urls) replicas.push(await openStorage(u));
         const stateDir = resolve(flags.stateDir ?? `${dbPath}-pitr`);
-        const spoolStore = await openStorage(join(stateDir, 'spool'));
+        // The spool lives next to the database unless --state-dir says otherwise: a local disk.
+        const spoolStore = await openStorage(join(stateDir, 'spool'), { localDisk: true });
         const controller = new AbortController();
         let signals = 0;
         const onSignal = (sig: NodeJS.Signals): void => {

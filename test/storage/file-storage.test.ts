@@ -46,6 +46,20 @@ storageConformance(
   },
 );
 
+// The spool's FileStorage: puts of bytes into known directories take the synchronous local path.
+storageConformance(
+  'FileStorage (localDisk)',
+  async () => {
+    const { dir, cleanup } = await tempRoot();
+    return { client: new FileStorage(dir, pathToFileURL(dir).href, { localDisk: true }), cleanup };
+  },
+  async () => {
+    const { dir, cleanup } = await tempRoot();
+    const missing = path.join(dir, 'not', 'there');
+    return { client: new FileStorage(missing, pathToFileURL(missing).href, { localDisk: true }), cleanup };
+  },
+);
+
 describe('FileStorage specifics', () => {
   describe('key validation', () => {
     const bad = ['', '../escape', 'a/../../escape', '/etc/passwd', 'a//b', 'a/', 'a\\b', './a', 'a/./b', 'a/..',

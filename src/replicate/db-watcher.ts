@@ -14,9 +14,10 @@ import { basename, dirname } from 'node:path';
  *
  * Why fs.watch on the directory and not chokidar: no directory re-read and lstat of every entry
  * per event (the largest item in the agent's profile at 1,000 commits/s), and the WAL may not exist
- * yet or be deleted and recreated. Events are hints only: the agent also stats the WAL every
- * second, so a lost event, a watcher error or a platform without directory watching only delays a
- * pass, never skips data. After an error the watcher stays off and the poll carries on alone.
+ * yet or be deleted and recreated. Events are hints only: the agent also stats the WAL every few
+ * seconds (every second once the watcher failed), so a lost event, a watcher error or a platform
+ * without directory watching only delays a pass, never skips data. After an error the watcher
+ * stays off and the poll carries on alone.
  */
 export class DbWatcher {
   private readonly dir: string;
@@ -25,7 +26,7 @@ export class DbWatcher {
   private closed = false;
   /**
    * Set by the first watcher error (e.g. ENOSPC: the inotify watch limit). From then on arm() does
-   * nothing: the agent's 1 s stat poll takes over, instead of a new watcher and a new warning after
+   * nothing: the agent's stat poll (then every second) takes over, instead of a new watcher and a new warning after
    * every pass.
    */
   private failed = false;
@@ -37,6 +38,11 @@ export class DbWatcher {
   ) {
     this.dir = dirname(dbPath);
     this.wanted = new Set([basename(dbPath), `${basename(dbPath)}-wal`]);
+  }
+
+  /** False once the watcher failed (or could not start): then only the agent's poll sees changes. */
+  get healthy(): boolean {
+    return !this.failed && !this.closed;
   }
 
   /** True while a watcher waits for the next event. */

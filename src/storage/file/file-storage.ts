@@ -44,9 +44,9 @@ export class FileStorage implements StorageClient {
    * localDisk: the directory is on a local disk that pitr owns (the agent's spool). A put of bytes
    * then runs its open, write, close and rename synchronously and only its two fsyncs on the thread
    * pool: each round trip through the pool costs ~0.5-1 ms of latency on a VM where waking threads
-   * is expensive, and a spooled commit made eight of them. Never for a replica directory: on a
-   * network mount a synchronous call could block the agent's event loop for as long as the mount
-   * hangs.
+   * is expensive, and a spooled commit made eight of them. delete() leaves emptied directories in
+   * place (see there). Never for a replica directory: on a network mount a synchronous call could
+   * block the agent's event loop for as long as the mount hangs.
    */
   private readonly localDisk: boolean;
 
@@ -264,7 +264,10 @@ export class FileStorage implements StorageClient {
         if ((code === 'EISDIR' || code === 'EPERM') && (await isDirectory(paths[i]!))) continue;
         throw this.ioError('delete', key, err);
       }
-      await this.pruneEmptyParents(path.dirname(paths[i]!));
+      // The spool (localDisk) keeps its directories: trimmed after every shipped entry, it emptied
+      // and removed them each time under sparse writes, and the next commit's put made them again,
+      // with an fsync per level, on the path of its lag.
+      if (!this.localDisk) await this.pruneEmptyParents(path.dirname(paths[i]!));
     }
   }
 

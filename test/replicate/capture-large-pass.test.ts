@@ -7,54 +7,29 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pathToFileURL } from 'node:url';
-import Database from 'better-sqlite3';
-import { SourceDb } from '../../src/db/source-db.js';
-import { silentLogger } from '../../src/log.js';
-import { Capture } from '../../src/replicate/capture.js';
-import { Spool } from '../../src/replicate/spool.js';
 import { decodeSegment, iterateTransactions } from '../../src/segment/index.js';
-import { FileStorage } from '../../src/storage/file/file-storage.js';
+import { openCaptureLab, type CaptureLab } from './capture-lab.js';
 
 describe('a capture pass larger than one spool entry', () => {
   let dir = '';
-  let app: Database.Database;
-  let src: SourceDb;
+  let lab: CaptureLab | undefined;
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'pitr-capture-large-'));
   });
 
   after(() => {
-    src?.close();
-    app?.close();
+    lab?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('spools several entries whose pages are exactly the WAL frames, in order', async () => {
-    const dbPath = join(dir, 'app.db');
-    const spoolDir = join(dir, 'spool');
-    const stateDir = join(dir, 'state');
-    mkdirSync(spoolDir);
-    mkdirSync(stateDir);
-    app = new Database(dbPath);
-    app.pragma('journal_mode = WAL');
-    app.pragma('wal_autocheckpoint = 0'); // every frame stays in the WAL, to compare against
-    app.exec('CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)');
-    src = await SourceDb.open(dbPath);
-    const spool = new Spool(new FileStorage(spoolDir, pathToFileURL(spoolDir).href));
-    const { capture } = await Capture.start(
-      src,
-      spool,
-      { dbPath, stateDir, checkpointFrames: 1e9, truncateBytes: 0, resetBytes: 0, log: silentLogger },
-      null,
-      0,
-    );
-    const startTxid = capture.state.lastTxid;
+    lab = await openCaptureLab(dir, 'CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)');
+    const { app, capture, spool, spoolDir, dbPath, startTxid } = lab;
     const walFramesBefore = walFrames(dbPath).length;
 
     // ~80 MiB of incompressible rows in 40 transactions: at least three entries. Some rows are

@@ -7,53 +7,28 @@
  * those frames. Real SQLite connections in this process stand in for the app.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pathToFileURL } from 'node:url';
-import Database from 'better-sqlite3';
-import { SourceDb } from '../../src/db/source-db.js';
-import { silentLogger } from '../../src/log.js';
-import { Capture } from '../../src/replicate/capture.js';
-import { Spool } from '../../src/replicate/spool.js';
-import { FileStorage } from '../../src/storage/file/file-storage.js';
+import { openCaptureLab, type CaptureLab } from './capture-lab.js';
 
 describe('capture after a failed pass', () => {
   let dir = '';
-  let app: Database.Database;
-  let src: SourceDb;
+  let lab: CaptureLab | undefined;
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'pitr-capture-retry-'));
   });
 
   after(() => {
-    src?.close();
-    app?.close();
+    lab?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('catches up before it moves the read mark again, so no commit is lost', async () => {
-    const dbPath = join(dir, 'app.db');
-    const spoolDir = join(dir, 'spool');
-    const stateDir = join(dir, 'state');
-    mkdirSync(spoolDir);
-    mkdirSync(stateDir);
-    app = new Database(dbPath);
-    app.pragma('journal_mode = WAL');
-    app.pragma('wal_autocheckpoint = 0'); // the test decides when the app checkpoints
-    app.exec('CREATE TABLE t (x TEXT)');
-    src = await SourceDb.open(dbPath);
-    const spool = new Spool(new FileStorage(spoolDir, pathToFileURL(spoolDir).href));
-    const { capture } = await Capture.start(
-      src,
-      spool,
-      { dbPath, stateDir, checkpointFrames: 1e9, truncateBytes: 0, resetBytes: 0, log: silentLogger },
-      null,
-      0,
-    );
-    const startTxid = capture.state.lastTxid;
+    lab = await openCaptureLab(dir, 'CREATE TABLE t (x TEXT)');
+    const { app, capture, spoolDir, startTxid } = lab;
 
     app.exec("INSERT INTO t VALUES ('a')");
     const blocker = join(spoolDir, 'generations');

@@ -117,6 +117,7 @@ export class FileStorage implements StorageClient {
       }
       throw this.ioError('write', key, err);
     }
+    let fdOpen = true;
     let renamed = false;
     try {
       try {
@@ -125,16 +126,19 @@ export class FileStorage implements StorageClient {
         throw this.ioError('write', key, err);
       }
       await this.io('write', key, () => fsyncFd(fd));
-      this.throwIfAborted(signal, 'put', key);
       try {
+        fdOpen = false;
+        closeSync(fd);
+        // Last chance to honour an abort: once renamed, the object exists and the put has happened.
+        this.throwIfAborted(signal, 'put', key);
         renameSync(tmp, target);
       } catch (err) {
-        throw this.ioError('write', key, err);
+        throw isPitrError(err) ? err : this.ioError('write', key, err);
       }
       renamed = true;
       await this.io('write', key, () => fsyncLocalDir(dir));
     } finally {
-      closeSync(fd);
+      if (fdOpen) closeSync(fd);
       if (!renamed) {
         try {
           unlinkSync(tmp);

@@ -284,6 +284,9 @@ export class Agent {
       (err) => this.log.warn('file watcher error; falling back to polling every second', { err }),
     );
     this.watcher.arm();
+    // What the app committed between the chain's opening scan and this arming raised no event for
+    // the watcher: look now rather than at the first safety-net poll.
+    void this.pollWal();
     this.schedulePoll();
     const snapEvery = this.opts.snapshotIntervalMs;
     if (snapEvery > 0) {

@@ -67,6 +67,9 @@ describe('monitoring', () => {
     );
     cleanups.push(() => agent.stop('SIGKILL'));
     const base = await monitorUrl(agent);
+    // Before the generation starts, healthz is already 200 and nothing lags; commits made then end
+    // up in the generation's first snapshot, not in the WAL captured since it (asserted below).
+    await waitUntil('the agent to start replicating', () => agent.output().stderr.includes('"msg":"replicating"'));
 
     commit(db, 5);
     await waitUntil('healthz 200 with both replicas caught up', async () => {

@@ -286,7 +286,7 @@ export class Agent {
     this.watcher.arm();
     // What the app committed between the chain's opening scan and this arming raised no event for
     // the watcher: look now rather than at the first safety-net poll.
-    void this.pollWal();
+    this.pollWal();
     this.schedulePoll();
     const snapEvery = this.opts.snapshotIntervalMs;
     if (snapEvery > 0) {
@@ -324,7 +324,7 @@ export class Agent {
    * async one (a pool thread woken, the loop woken back) cost an idle agent more CPU than the stat
    * itself, once a second (idle agent 0.17-0.20% of a core on a VM with costly wakeups).
    */
-  private async walSignature(): Promise<string> {
+  private walSignature(): string {
     try {
       const st = statSync(this.walPath());
       this.walBytes = st.size;
@@ -344,7 +344,11 @@ export class Agent {
     if (this.stopping) return;
     const ms = this.opts.pollIntervalMs ?? (this.watcher?.healthy ? POLL_BESIDE_WATCHER_MS : POLL_MS);
     this.pollTimer = setTimeout(() => {
-      void this.pollWal().finally(() => this.schedulePoll());
+      try {
+        this.pollWal();
+      } finally {
+        this.schedulePoll();
+      }
     }, ms);
   }
 
@@ -352,8 +356,8 @@ export class Agent {
    * A pass when the WAL changed since the last look: on the safety-net poll (schedulePoll) and
    * when the watcher is re-armed after a pass (for changes made while it was disarmed).
    */
-  private async pollWal(): Promise<void> {
-    const sig = await this.walSignature();
+  private pollWal(): void {
+    const sig = this.walSignature();
     if (sig !== this.lastWalStat) {
       this.lastWalStat = sig;
       this.schedulePass();
@@ -382,7 +386,7 @@ export class Agent {
     const seen = this.changeSeenAt;
     void this.withLock(async () => {
       // Taken before the pass reads the WAL: whatever changes after it shows as a difference.
-      this.lastWalStat = await this.walSignature();
+      this.lastWalStat = this.walSignature();
       await this.runPass();
     }).finally(() => {
       // Changes noticed after this pass started are still pending for the next one.
@@ -394,7 +398,7 @@ export class Agent {
       }
       if (!this.stopping) {
         this.watcher?.arm();
-        void this.pollWal();
+        this.pollWal();
       }
     });
   }

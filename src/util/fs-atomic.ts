@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 
 /** fsync of a descriptor on the thread pool: the one step of a local write that may take long. */
-export const fsyncFd: (fd: number) => Promise<void> = promisify(fsync);
+const fsyncFd: (fd: number) => Promise<void> = promisify(fsync);
 
 /** fsync a directory so that a rename or a new entry in it survives a power cut. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -24,7 +24,7 @@ export async function fsyncDir(dir: string): Promise<void> {
  * the fsync goes through the thread pool. Each thread-pool round trip costs ~0.5-1 ms of latency
  * on a VM where waking threads is expensive, more than these syscalls themselves.
  */
-export async function fsyncLocalDir(dir: string): Promise<void> {
+async function fsyncLocalDir(dir: string): Promise<void> {
   if (process.platform === 'win32') return;
   const fd = openSync(dir, 'r');
   try {
@@ -40,28 +40,46 @@ export function tempPathFor(path: string): string {
 }
 
 /**
- * Write a small file (`data`) to `path` on a local disk atomically and durably: temp file, fsync,
- * rename, fsync dir. Everything but the two fsyncs is synchronous (see fsyncLocalDir): capture
- * saves its position this way after every spooled pass, on the path of every commit's lag.
+ * Write `data` to `path` on a local disk atomically and durably, through the temp file `tmp` next
+ * to it: write, fsync, close, rename, fsync the directory. Everything but the two fsyncs is
+ * synchronous (see fsyncLocalDir): capture spools and saves its position this way after every pass,
+ * on the path of every commit's lag. `exclusive` refuses a `tmp` that exists; `beforeRename` may
+ * throw to cancel (the last moment before the file appears). `tmp` is removed on any failure
+ * before the rename. Errors are the raw fs ones.
  */
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = tempPathFor(path);
-  const fd = openSync(tmp, 'w');
+export async function writeLocalFileDurably(
+  tmp: string,
+  path: string,
+  data: Uint8Array | string,
+  opts: { exclusive?: boolean; beforeRename?: () => void } = {},
+): Promise<void> {
+  const fd = openSync(tmp, opts.exclusive ? 'wx' : 'w');
+  let fdOpen = true;
+  let renamed = false;
   try {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
     await fsyncFd(fd);
-  } catch (err) {
+    fdOpen = false;
     closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // best effort: a leftover temp file is hidden and harmless
+    opts.beforeRename?.();
+    renameSync(tmp, path);
+    renamed = true;
+  } finally {
+    if (fdOpen) closeSync(fd);
+    if (!renamed) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // best effort: a leftover temp file is hidden and harmless
+      }
     }
-    throw err;
   }
-  closeSync(fd);
-  renameSync(tmp, path);
   await fsyncLocalDir(dirname(path));
+}
+
+/** Write a small file (`data`) to `path` on a local disk atomically and durably (writeLocalFileDurably). */
+export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true });
+  await writeLocalFileDurably(tempPathFor(path), path, data);
 }

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -8,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { errnoCode, isPitrError, PitrError } from '../../errors.js';
 import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../storage-client.js';
 import { TEMP_PREFIX, checkRange, keyProblem, messageOf, sortByKey, toBytes, bodyReadError } from '../storage-keys.js';
-import { fsyncDir, fsyncFd, fsyncLocalDir } from '../../util/fs-atomic.js';
+import { fsyncDir, writeLocalFileDurably } from '../../util/fs-atomic.js';
 
 /** Bytes per read of a getStream. */
 const STREAM_READ_BYTES = 1024 * 1024;
@@ -100,54 +99,24 @@ export class FileStorage implements StorageClient {
 
   /**
    * put() of bytes into a known directory on a local disk (see localDisk): the same steps, only the
-   * fsyncs asynchronous. False when the directory has gone (a concurrent delete pruned it): the
-   * caller then takes the general path, which recreates it.
+   * fsyncs asynchronous (writeLocalFileDurably). False when the directory has gone (something
+   * removed it): the caller then takes the general path, which makes it again.
    */
   private async putLocal(key: string, target: string, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<boolean> {
     const dir = path.dirname(target);
     const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    let fd: number;
     try {
-      // 'wx': a random name that already exists means something else writes here; never share it.
-      fd = openSync(tmp, 'wx');
+      // exclusive: a random name that already exists means something else writes here; never share it.
+      await writeLocalFileDurably(tmp, target, bytes, { exclusive: true, beforeRename: () => this.throwIfAborted(signal, 'put', key) });
+      return true;
     } catch (err) {
+      if (isPitrError(err)) throw err;
       if (errnoCode(err) === 'ENOENT') {
         this.durableDirs.delete(dir);
         return false;
       }
       throw this.ioError('write', key, err);
     }
-    let fdOpen = true;
-    let renamed = false;
-    try {
-      try {
-        for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
-      } catch (err) {
-        throw this.ioError('write', key, err);
-      }
-      await this.io('write', key, () => fsyncFd(fd));
-      try {
-        fdOpen = false;
-        closeSync(fd);
-        // Last chance to honour an abort: once renamed, the object exists and the put has happened.
-        this.throwIfAborted(signal, 'put', key);
-        renameSync(tmp, target);
-      } catch (err) {
-        throw isPitrError(err) ? err : this.ioError('write', key, err);
-      }
-      renamed = true;
-      await this.io('write', key, () => fsyncLocalDir(dir));
-    } finally {
-      if (fdOpen) closeSync(fd);
-      if (!renamed) {
-        try {
-          unlinkSync(tmp);
-        } catch {
-          // best effort: temp files are hidden from list() and carry no object
-        }
-      }
-    }
-    return true;
   }
 
   async get(key: string, opts: RequestOptions & { range?: ByteRange } = {}): Promise<Uint8Array> {

@@ -1,10 +1,10 @@
-import { readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
 import { PitrError, errnoCode } from '../errors.js';
 import { acquireDbFile, type DbFileRef } from '../db/db-file-handle.js';
 import type { ReadPin } from '../db/source-db.js';
 import { readWalPageSync } from '../wal/wal-frames.js';
+import { readFullSync } from '../wal/wal-io.js';
 import { writeSnapshot } from '../segment/snapshot-codec.js';
 import type { SnapshotEntry } from '../catalog/catalog.js';
 import type { WalCursor } from '../wal/wal-cursor.js';
@@ -58,21 +58,15 @@ export async function writeSnapshotToSpool(args: {
      * readWalPageSync): one awaited read per page made a snapshot of a busy database take seconds,
      * and the pin held meanwhile blocks every checkpoint and WAL reset.
      */
+    const walFd = walFh && view.cursor ? walFh.fd : undefined;
     const loadChunk = (first: number, count: number): void => {
-      // Synchronous too, for the same reason as the WAL pages: a local file, mostly in the page cache.
-      const want = count * pageSize;
-      let bytesRead = 0;
-      while (bytesRead < want) {
-        const n = readSync(file.fd, chunk, bytesRead, want - bytesRead, (first - 1) * pageSize + bytesRead);
-        if (n === 0) break; // the file ends here: the rest must come from the WAL
-        bytesRead += n;
-      }
-      const filePages = Math.floor(bytesRead / pageSize);
+      // Where the file ends early, the rest must come from the WAL.
+      const filePages = Math.floor(readFullSync(file.fd, chunk, count * pageSize, (first - 1) * pageSize) / pageSize);
       for (let pgno = first; pgno < first + count; pgno++) {
         const at = (pgno - first) * pageSize;
-        const frame = walFh && view.cursor ? view.pageMap.get(pgno) : undefined;
+        const frame = walFd === undefined ? undefined : view.pageMap.get(pgno);
         // False when the WAL was restarted: the file's copy is then the one (see above).
-        const fromWal = frame !== undefined && readWalPageSync((walFh as FileHandle).fd, view.cursor as WalCursor, frame, pgno, walPage);
+        const fromWal = frame !== undefined && readWalPageSync(walFd as number, view.cursor as WalCursor, frame, pgno, walPage);
         if (fromWal) chunk.set(walPage, at);
         else if (pgno >= first + filePages) {
           throw new PitrError('WAL_INVALID', `page ${pgno} is neither in the WAL nor in ${args.dbPath} (file too short)`, 'the snapshot is retried; if it persists, report it');
@@ -82,7 +76,7 @@ export async function writeSnapshotToSpool(args: {
       chunkCount = count;
     };
 
-    const nextPage = async (pgno: number): Promise<Uint8Array> => {
+    const nextPage = (pgno: number): Uint8Array => {
       if (chunkFirst === 0 || pgno < chunkFirst || pgno >= chunkFirst + chunkCount) {
         loadChunk(pgno, Math.min(chunkPages, view.dbSizePages - pgno + 1));
       }

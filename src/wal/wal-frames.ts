@@ -90,6 +90,9 @@ export async function readWalPages(
   }
 }
 
+/** readWalPageSync's frame header: a snapshot reads one per WAL page it takes. */
+const FRAME_HEADER_SCRATCH = new Uint8Array(WAL_FRAME_HEADER_SIZE);
+
 /**
  * Read one frame's page (frame n, 1-based) into buf, verifying salts and pgno; returns false if the
  * frame no longer holds that page under those salts (or the file ends before it). Synchronous: a
@@ -101,7 +104,7 @@ export async function readWalPages(
 export function readWalPageSync(fd: number, cursor: FrameCursor, frame: number, pgno: number, buf: Uint8Array): boolean {
   const { pageSize } = cursor;
   if (buf.length < pageSize) throw new RangeError(`page buffer is ${buf.length} bytes, WAL page size is ${pageSize}`);
-  const hdr = new Uint8Array(WAL_FRAME_HEADER_SIZE);
+  const hdr = FRAME_HEADER_SCRATCH; // a synchronous function: no other call can be using it
   const page = buf.subarray(0, pageSize);
   const pos = frameOffset(frame, pageSize);
   try {

@@ -1,3 +1,4 @@
+import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { PitrError, errnoCode } from '../errors.js';
 
@@ -35,6 +36,17 @@ export async function readFull(fh: FileHandle, buf: Uint8Array, length: number, 
     const { bytesRead } = await fh.read(buf, done, length - done, position + done);
     if (bytesRead === 0) break;
     done += bytesRead;
+  }
+  return done;
+}
+
+/** readFull, synchronously (for page-cache reads of a local file, see readWalPageSync). */
+export function readFullSync(fd: number, buf: Uint8Array, length: number, position: number): number {
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buf, done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
   }
   return done;
 }

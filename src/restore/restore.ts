@@ -8,7 +8,7 @@ import { buildCatalog, type Catalog } from '../catalog/catalog.js';
 import { planRestore, type RestorePlan, type RestoreTarget } from './plan.js';
 import { decodeSegment, iterateTransactions, type DecodedSegment } from '../segment/segment-codec.js';
 import { PageWriter } from './page-writer.js';
-import { writeAllAt } from '../util/write-at.js';
+import { WriteBehind } from '../util/write-behind.js';
 import { readSnapshot } from '../segment/snapshot-codec.js';
 import type { SnapshotHeader } from '../segment/snapshot-codec.js';
 import type { SegmentEntry } from '../catalog/catalog.js';
@@ -235,12 +235,20 @@ async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePl
 
 /**
  * Write the snapshot's pages where they belong as they arrive, in runs of up to a compressed
- * chunk (1 MiB). Each write is awaited before the next run is taken; the input keeps reading ahead
- * meanwhile (and the chunks of an older deflate snapshot keep inflating on libuv's pool).
+ * chunk (1 MiB). The writes run behind the decoding (WriteBehind): the next chunk decompresses on
+ * this thread while the last ones are copied into the page cache on libuv's pool. Serial, the two
+ * added up: 0.78 s of a 1.7 s restore of the bench's 280 MB database went to this step.
  */
 async function writeSnapshotPages(fh: FileHandle, storage: StorageClient, plan: RestorePlan, signal?: AbortSignal): Promise<SnapshotHeader> {
   const stream = await storage.getStream(plan.snapshot.key, { signal });
-  return readSnapshot(stream, (_first, pages, offset) => writeAllAt(fh, [pages], offset), { name: plan.snapshot.key, signal });
+  const writer = new WriteBehind(fh);
+  try {
+    const header = await readSnapshot(stream, (_first, pages, offset) => writer.write(pages, offset), { name: plan.snapshot.key, signal });
+    await writer.drain();
+    return header;
+  } finally {
+    await writer.drain().catch(() => {});
+  }
 }
 
 /** The exact transaction a plan ends at; downloads at most the one segment a time target falls inside. */

@@ -15,7 +15,8 @@ import type { StorageClient } from '../src/storage/storage-client.js';
 import { nowUs } from './app-db.js';
 import { forwardRequest } from '../test/storage/gate-proxy.js';
 
-export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+/** The checkout's `pitr` launcher: the benches run pitr with the node flags users get. */
+const PITR = fileURLToPath(new URL('../../pitr', import.meta.url));
 const WRITER = fileURLToPath(new URL('./app-writer.js', import.meta.url));
 
 // The SDK's one-time Node 20 notice would land in the middle of the table.
@@ -86,8 +87,9 @@ export interface AgentProcess {
 }
 
 /** `pitr replicate ...args` as a child process, JSON logs kept (last 256 KiB) for diagnostics. */
-export function startAgent(args: readonly string[], opts: { env?: Record<string, string>; nodeArgs?: string[] } = {}): AgentProcess {
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'replicate', ...args, '--log-format', 'json'], {
+export function startAgent(args: readonly string[], opts: { env?: Record<string, string> } = {}): AgentProcess {
+  // The launcher execs node, so child.pid is the agent itself (its /proc readings are the agent's).
+  const child = spawn(PITR, ['replicate', ...args, '--log-format', 'json'], {
     env: benchEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -122,7 +124,7 @@ export function startAgent(args: readonly string[], opts: { env?: Record<string,
 /** Runs `pitr ...args` to completion; returns wall time and stdout. Throws on failure. */
 export function runCli(args: readonly string[], env: Record<string, string> = {}): { wallMs: number; stdout: string } {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [CLI, ...args], { env: benchEnv(env), encoding: 'utf8', maxBuffer: 64 << 20 });
+  const r = spawnSync(PITR, args, { env: benchEnv(env), encoding: 'utf8', maxBuffer: 64 << 20 });
   const wallMs = performance.now() - t0;
   if (r.status !== 0) throw new Error(`pitr ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return { wallMs, stdout: r.stdout };

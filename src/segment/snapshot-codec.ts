@@ -1,7 +1,7 @@
 import { createInflateRaw } from 'node:zlib';
 import { DEFLATE_SLICE_BYTES, SLICES_IN_FLIGHT, deflateSlice } from './deflate-parallel.js';
 import { inflateExact } from './inflate-exact.js';
-import { zstdBound, zstdCompressInto, zstdDecompressExactInto } from './zstd.js';
+import { zstdBound, zstdCompressInto, zstdDecompressExact } from './zstd.js';
 import { mapInOrder } from '../util/map-in-order.js';
 import { addAbortSignal, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -314,7 +314,7 @@ export async function readSnapshot(input: Readable, onPages: OnPages, opts?: Rea
       for await (const { stored, bytes, first } of storedChunks(reader, header, (b) => hashUpdate(hasher, b), fail)) {
         let body: Uint8Array;
         try {
-          body = zstdDecompressExactInto(out, stored, bytes);
+          body = zstdDecompressExact(stored, bytes, out);
           out = body;
         } catch (err) {
           throw corrupt('snapshot', name, `the chunk of page ${first} does not decompress to the ${bytes} bytes of its pages`, err);

@@ -41,18 +41,12 @@ export function zstdCompressInto(out: Uint8Array, body: Uint8Array): number {
  * must declare its content size (pitr's writers always do) and the sizes must add up to
  * `expected` before anything is allocated: a header whose size lies cannot make this allocate
  * more than the frames say they hold.
+ *
+ * With `into` at least `expected` bytes long the result is a view of its start, else a fresh
+ * buffer: a reader that is done with each body before the next keeps reusing one (a fresh buffer
+ * per body cost restores tens of thousands of page faults).
  */
-export function zstdDecompressExact(stored: Uint8Array, expected: number): Uint8Array {
-  return zstdDecompressExactInto(undefined, stored, expected);
-}
-
-/**
- * zstdDecompressExact into the start of `into` when it holds at least `expected` bytes (a fresh
- * buffer otherwise); returns the view of the `expected` bytes. A reader that is done with each
- * body before the next saves a fresh buffer per call: on a restore those were tens of thousands
- * of page faults.
- */
-export function zstdDecompressExactInto(into: Uint8Array | undefined, stored: Uint8Array, expected: number): Uint8Array {
+export function zstdDecompressExact(stored: Uint8Array, expected: number, into?: Uint8Array): Uint8Array {
   const declared = declaredSize(stored);
   if (declared !== expected) throw new Error(`the frames declare ${declared ?? 'no'} content size, expected ${expected} bytes`);
   dctx ??= new binding.DCtx();

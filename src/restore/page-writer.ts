@@ -26,11 +26,15 @@ const WRITES_IN_FLIGHT = 4;
  *
  * Pending page images are views into decoded segment bodies; `budgetBytes` bounds the bodies they
  * keep alive (the caller reports each body with `retain`); one more budget's worth may be in
- * flight to the file while the next fills.
+ * flight to the file while the next fills. Once a flush's writes have landed, no page of a body
+ * retained before it is needed any more: `release` gets each such body back (restore recycles
+ * them for the next segments it decodes).
  */
 export class PageWriter {
   private pending = new Map<number, Uint8Array>();
   private retained = 0;
+  /** Bodies retained since the last flush: every pending page is a view into one of them. */
+  private held: Uint8Array[] = [];
   private truncateTo: number | undefined;
   /** Upper bound of the pending page numbers, so a shrink scans the pending pages only when needed. */
   private maxPending = 0;
@@ -42,6 +46,7 @@ export class PageWriter {
     private readonly pageSize: number,
     snapshotPages: number,
     private readonly budgetBytes = DEFAULT_BUDGET_BYTES,
+    private readonly release: (body: Uint8Array) => void = () => {},
   ) {
     this.size = snapshotPages;
   }
@@ -51,10 +56,11 @@ export class PageWriter {
     return this.size;
   }
 
-  /** Count a decoded body whose pages may stay pending; flushes first when over budget. */
-  async retain(bodyBytes: number): Promise<void> {
-    if (this.retained + bodyBytes > this.budgetBytes && this.pending.size > 0) await this.flush();
-    this.retained += bodyBytes;
+  /** Hold a decoded body whose pages may stay pending; flushes first when over budget. */
+  async retain(body: Uint8Array): Promise<void> {
+    if (this.retained + body.byteLength > this.budgetBytes && this.pending.size > 0) await this.flush();
+    this.retained += body.byteLength;
+    this.held.push(body);
   }
 
   /** Apply one transaction: its pages within its size, then its size. */
@@ -88,7 +94,9 @@ export class PageWriter {
       this.truncateTo = undefined;
     }
     const batch = this.pending;
+    const bodies = this.held;
     this.pending = new Map();
+    this.held = [];
     this.maxPending = 0;
     this.retained = 0;
     const pgnos = [...batch.keys()].sort((a, b) => a - b);
@@ -109,7 +117,9 @@ export class PageWriter {
         await writeAllAt(this.fh, run.bufs, run.pos);
       }
     };
-    this.writing = Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, runs.length) }, worker)).then(() => {});
+    this.writing = Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, runs.length) }, worker)).then(() => {
+      for (const b of bodies) this.release(b);
+    });
     this.writing.catch(() => {}); // surfaced by the next settle()
   }
 

@@ -8,6 +8,7 @@ import { buildCatalog, type Catalog } from '../catalog/catalog.js';
 import { planRestore, type RestorePlan, type RestoreTarget } from './plan.js';
 import { decodeSegment, iterateTransactions, type DecodedSegment } from '../segment/segment-codec.js';
 import { PageWriter } from './page-writer.js';
+import { BufferPool } from '../util/buffer-pool.js';
 import { WriteBehind } from '../util/write-behind.js';
 import { readSnapshot } from '../segment/snapshot-codec.js';
 import type { SnapshotHeader } from '../segment/snapshot-codec.js';
@@ -181,8 +182,11 @@ async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePl
 
   // Segments in txid order, fetched and decoded ahead (fetches overlap each other and the decoding;
   // zstd decodes on this thread, older deflate objects on libuv's pool), each verified before use;
-  // pages applied last-writer-wins.
-  const pages = new PageWriter(fh, pageSize, header.dbSizePages);
+  // pages applied last-writer-wins. zstd bodies decode into recycled buffers: the page writer
+  // hands each body back once the pages it wrote from it have landed.
+  const bodies = new BufferPool();
+  const pages = new PageWriter(fh, pageSize, header.dbSizePages, undefined, (b) => bodies.give(b));
+  const decodeOpts = { alloc: (n: number) => bodies.take(n) };
   try {
     const segments = plan.segments;
     const ahead: (Promise<DecodedSegment> | undefined)[] = [];
@@ -191,7 +195,7 @@ async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePl
     const fill = (from: number): void => {
       while (fetched < segments.length && fetched - from < READ_AHEAD_OBJECTS && (fetched === from || aheadBytes < READ_AHEAD_BYTES)) {
         const seg = segments[fetched] as SegmentEntry;
-        const p = storage.get(seg.key, { signal }).then((bytes) => decodeSegment(bytes, seg.key));
+        const p = storage.get(seg.key, { signal }).then((bytes) => decodeSegment(bytes, seg.key, decodeOpts));
         p.catch(() => {}); // awaited below, in order; avoid an unhandled rejection meanwhile
         ahead[fetched++] = p;
         aheadBytes += seg.size;
@@ -210,7 +214,7 @@ async function buildInto(fh: FileHandle, storage: StorageClient, plan: RestorePl
       if (sh.firstTxid > txid + 1) {
         throw new PitrError('CHAIN_BROKEN', `segment ${seg.key} starts at txid ${sh.firstTxid} but the restore is at ${txid}`, 'objects are missing from the replica; restore a point before the hole');
       }
-      await pages.retain(body.byteLength);
+      await pages.retain(body);
       for (const tx of iterateTransactions(body, pageSize)) {
         if (tx.txid <= txid) continue;
         if (tx.txid > plan.stopTxid || (plan.stopTime !== undefined && tx.commitTime > plan.stopTime)) {

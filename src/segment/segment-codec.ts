@@ -261,11 +261,16 @@ function checkAgainstKey(h: SegmentHeader, name: string | undefined, fail: Fail)
   }
 }
 
+export interface DecodeOptions {
+  /** Where a zstd body decompresses: a buffer of exactly `bytes` (e.g. from a BufferPool). */
+  alloc?: (bytes: number) => Uint8Array;
+}
+
 /**
  * Verify the trailer checksum FIRST, then parse and check everything else; throws OBJECT_CORRUPT
  * (naming `name`) on any problem. For 'none' the body is a view into `bytes`.
  */
-export async function decodeSegment(bytes: Uint8Array, name?: string): Promise<DecodedSegment> {
+export async function decodeSegment(bytes: Uint8Array, name?: string, opts?: DecodeOptions): Promise<DecodedSegment> {
   const { header, stored: storedBody } = await readStoredSegment(bytes, name);
   const fail = failCorrupt('segment', name);
   let body: Uint8Array;
@@ -276,7 +281,7 @@ export async function decodeSegment(bytes: Uint8Array, name?: string): Promise<D
     body = storedBody;
   } else if (header.compression === 'zstd') {
     try {
-      body = zstdDecompressExact(storedBody, header.bodyLength);
+      body = zstdDecompressExact(storedBody, header.bodyLength, opts?.alloc?.(header.bodyLength));
     } catch (err) {
       throw corrupt('segment', name, `body does not decompress to the ${header.bodyLength} bytes the header says`, err);
     }

@@ -49,18 +49,33 @@ function naive(snapshot: Buffer, txs: TxRecord[]): Buffer {
   return file.subarray(0, size * PAGE);
 }
 
-async function viaWriter(dir: string, snapshot: Buffer, txs: TxRecord[], budget: number, bodyBytesPerTx: number): Promise<Buffer> {
+async function viaWriter(dir: string, snapshot: Buffer, txs: TxRecord[], budget: number): Promise<Buffer> {
   const path = join(dir, `out-${budget}.db`);
   writeFileSync(path, snapshot);
   const fh = await open(path, 'r+');
+  let retained = 0;
+  let released = 0;
   try {
-    const w = new PageWriter(fh, PAGE, snapshot.length / PAGE, budget);
+    // Each transaction's pages live in a body of their own, as in a decoded segment. A released
+    // body is scribbled over at once, as restore reuses it for the next segment: a release that
+    // came before the pages written from it landed would show up in the file.
+    const w = new PageWriter(fh, PAGE, snapshot.length / PAGE, budget, (body) => {
+      released++;
+      body.fill(0xee);
+    });
     for (const tx of txs) {
-      await w.retain(bodyBytesPerTx);
-      w.apply(tx);
+      const body = new Uint8Array(Math.max(1, tx.pages.length) * PAGE);
+      const pages = tx.pages.map((p, i) => {
+        body.set(p.data, i * PAGE);
+        return { pgno: p.pgno, data: body.subarray(i * PAGE, (i + 1) * PAGE) };
+      });
+      await w.retain(body);
+      retained++;
+      w.apply({ ...tx, pages });
     }
     await w.finish();
     assert.equal(w.sizePages, txs.at(-1)?.dbSizePages ?? snapshot.length / PAGE);
+    assert.equal(released, retained, 'every body comes back once its flush has landed');
   } finally {
     await fh.close();
   }
@@ -78,7 +93,7 @@ describe('PageWriter', () => {
         const want = naive(snapshot, txs);
         // From a flush after every transaction to a single flush at the end.
         for (const budget of [1, 4 * PAGE, 64 * PAGE, 1 << 30]) {
-          const got = await viaWriter(dir, snapshot, txs, budget, PAGE);
+          const got = await viaWriter(dir, snapshot, txs, budget);
           assert.ok(got.equals(want), `seed ${seed}, budget ${budget}: file differs from page-by-page application`);
         }
       }
@@ -97,7 +112,7 @@ describe('PageWriter', () => {
         { txid: 3, commitTime: 0, dbSizePages: 4, pages: [] },
         { txid: 4, commitTime: 0, dbSizePages: 12, pages: [{ pgno: 7, data: page(2) }] },
       ];
-      const got = await viaWriter(dir, snapshot, txs, 1 << 30, PAGE);
+      const got = await viaWriter(dir, snapshot, txs, 1 << 30);
       assert.equal(got.length, 12 * PAGE);
       assert.ok(got.subarray(0, 4 * PAGE).every((b) => b === 0xaa), 'pages before the cut keep the snapshot');
       assert.ok(got.subarray(4 * PAGE, 6 * PAGE).every((b) => b === 0), 'cut pages read as zeros');

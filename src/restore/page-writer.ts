@@ -2,8 +2,16 @@ import type { FileHandle } from 'node:fs/promises';
 import type { TxRecord } from '../segment/segment-types.js';
 import { writeAllAt } from '../util/write-at.js';
 
-/** Memory the pending page images may pin before they are written out. */
-const DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024;
+/**
+ * Memory the pending page images may pin before they are written out. Smaller than one might
+ * expect: the bodies in flight are the restore's working set (the decoded-body pool warms up to
+ * about twice this plus the read-ahead), and fresh memory costs page faults. Restores of the
+ * bench's 280 MB database, means of 5 interleaved runs: from ~860 segments 1.69 s at 32 MiB, 1.55
+ * at 12, 1.43 at 8, 1.44 at 4; latest (snapshot + ~180 segments) 1.32 / 1.22 / 1.24 / 1.17 s. A
+ * page rewritten by every transaction is written once per flush, so a smaller budget writes it
+ * more often; 8 MiB keeps that at one write per 8 MiB of decoded bodies.
+ */
+const DEFAULT_BUDGET_BYTES = 8 * 1024 * 1024;
 /** Pages per write call: consecutive pages go out as one pwritev of up to this many buffers. */
 const MAX_RUN_PAGES = 256;
 /** Write calls in flight at once (libuv's pool has four threads). */

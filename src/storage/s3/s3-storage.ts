@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
 
 import {
-  AbortMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -16,7 +15,7 @@ import type {
   ServerSideEncryption,
   StorageClass,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import { uploadStream, type SendCommand } from './stream-upload.js';
 
 import { isPitrError, PitrError } from '../../errors.js';
 import type { S3ReplicaUrl } from '../open-storage.js';
@@ -25,8 +24,7 @@ import { checkRange, keyProblem, messageOf, sortByKey, toBytes, bodyReadError } 
 
 /** Bodies up to this size go up in one PutObject; larger ones, and every stream, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
-// Parts in flight at once. lib-storage holds about twice the part size per part (it concatenates
-// the stream's chunks into each part), so memory is a few part sizes whatever the object size.
+// Parts in flight at once; one more fills meanwhile (stream-upload.ts): three part buffers.
 const PART_QUEUE = 2;
 // S3's smallest part (but the last) and most parts per upload.
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -203,10 +201,10 @@ export class S3Storage implements StorageClient {
           }), { abortSignal: s }));
         return;
       }
-      await this.multipart(key, fullKey, body, body.length, signal);
+      await this.multipart(key, fullKey, [body], body.length, signal);
       return;
     }
-    await this.multipart(key, fullKey, Readable.from(this.meter(body, key, opts.size, signal), { objectMode: false }), opts.size, signal);
+    await this.multipart(key, fullKey, this.meter(body, key, opts.size, signal), opts.size, signal);
   }
 
   async get(key: string, opts: RequestOptions & { range?: ByteRange } = {}): Promise<Uint8Array> {
@@ -333,52 +331,34 @@ export class S3Storage implements StorageClient {
     this.client.destroy();
   }
 
-  /** Multipart (or, for a small stream, single) upload through lib-storage, with our retries. */
-  private async multipart(key: string, fullKey: string, body: Uint8Array | Readable, size: number | undefined, signal: AbortSignal | undefined): Promise<void> {
-    const upload = new Upload({
-      client: this.scopedClient(key, signal),
-      params: { Bucket: this.settings.bucket, Key: fullKey, Body: body, ...this.putExtras },
-      partSize: partSizeFor(size),
-      queueSize: PART_QUEUE,
-    });
-    const onAbort = (): void => {
-      void upload.abort();
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
+  /**
+   * Multipart (or, for a body that fits in one part, single) upload from reused part buffers
+   * (stream-upload.ts), every request through request(): retries, timeout, concurrency limit and
+   * the caller's signal. The AbortMultipartUpload after a failure runs even when the signal has
+   * fired, and its own failure must not replace the error that caused it; parts it fails to
+   * remove are only a storage cost (a bucket lifecycle rule for incomplete uploads reclaims them).
+   */
+  private async multipart(key: string, fullKey: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, size: number | undefined, signal: AbortSignal | undefined): Promise<void> {
+    const send: SendCommand = (command, o) =>
+      this.request('put', key, o?.cleanup ? undefined : signal, (s) =>
+        this.client.send(command as PutObjectCommand, { abortSignal: s }));
     try {
-      await upload.done();
+      await uploadStream({
+        send,
+        params: { Bucket: this.settings.bucket, Key: fullKey, ...this.putExtras },
+        body: toAsync(body),
+        partSize: partSizeFor(size),
+        queue: PART_QUEUE,
+      });
     } catch (err) {
       if (signal?.aborted) throw this.abortError(signal, 'put', key);
       if (isPitrError(err)) throw err;
       throw this.ioError('put', key, err, 1);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
     }
   }
 
   /**
-   * The client as lib-storage sees it: every request it makes goes through request() (retries,
-   * timeout, concurrency limit, the caller's signal). Upload never passes a signal itself, so
-   * without this an aborted put would keep sending parts.
-   */
-  private scopedClient(key: string, signal: AbortSignal | undefined): S3Client {
-    const scoped = Object.create(this.client) as S3Client;
-    const send = (command: Parameters<S3Client['send']>[0]): Promise<unknown> => {
-      if (command instanceof AbortMultipartUploadCommand) {
-        // Cleanup must run even though the caller's signal has fired, and its failure must not
-        // replace the error that caused it. Parts it fails to remove are only a storage cost
-        // (a bucket lifecycle rule for incomplete uploads reclaims them).
-        return this.request('put', key, undefined, (s) => this.client.send(command, { abortSignal: s }))
-          .catch(() => ({}));
-      }
-      return this.request('put', key, signal, (s) => this.client.send(command, { abortSignal: s }));
-    };
-    Object.defineProperty(scoped, 'send', { value: send });
-    return scoped;
-  }
-
-  /**
-   * The body as lib-storage should read it: bytes only, counted against `size`, and stopped by
+   * The body as the uploader should read it: bytes only, counted against `size`, and stopped by
    * the caller's signal even when the source stalls.
    */
   private async *meter(body: Readable, key: string, size: number | undefined, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
@@ -781,4 +761,8 @@ class Semaphore {
       else this.free++;
     };
   }
+}
+
+async function* toAsync(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  yield* body;
 }

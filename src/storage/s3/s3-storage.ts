@@ -15,16 +15,16 @@ import type {
   ServerSideEncryption,
   StorageClass,
 } from '@aws-sdk/client-s3';
-import { uploadStream, type SendCommand } from './stream-upload.js';
+import { uploadObject, type SendCommand } from './multipart-upload.js';
 
 import { isPitrError, PitrError } from '../../errors.js';
 import type { S3ReplicaUrl } from '../open-storage.js';
 import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../storage-client.js';
 import { checkRange, keyProblem, messageOf, sortByKey, toBytes, bodyReadError } from '../storage-keys.js';
 
-/** Bodies up to this size go up in one PutObject; larger ones, and every stream, as multipart. */
+/** Byte bodies up to this size go up in one PutObject; larger ones, and streams longer than a part, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
-// Parts in flight at once; one more fills meanwhile (stream-upload.ts): three part buffers.
+// Parts in flight at once; one more is read meanwhile (multipart-upload.ts): three part buffers for a stream.
 const PART_QUEUE = 2;
 // S3's smallest part (but the last) and most parts per upload.
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -201,7 +201,7 @@ export class S3Storage implements StorageClient {
           }), { abortSignal: s }));
         return;
       }
-      await this.multipart(key, fullKey, [body], body.length, signal);
+      await this.multipart(key, fullKey, body, body.length, signal);
       return;
     }
     await this.multipart(key, fullKey, this.meter(body, key, opts.size, signal), opts.size, signal);
@@ -332,21 +332,21 @@ export class S3Storage implements StorageClient {
   }
 
   /**
-   * Multipart (or, for a body that fits in one part, single) upload from reused part buffers
-   * (stream-upload.ts), every request through request(): retries, timeout, concurrency limit and
-   * the caller's signal. The AbortMultipartUpload after a failure runs even when the signal has
+   * Multipart (or, for a body that fits in one part, single) upload (multipart-upload.ts: views of
+   * a byte body, reused part buffers for a stream), every request through request(): retries,
+   * timeout, concurrency limit and the caller's signal. The AbortMultipartUpload after a failure runs even when the signal has
    * fired, and its own failure must not replace the error that caused it; parts it fails to
    * remove are only a storage cost (a bucket lifecycle rule for incomplete uploads reclaims them).
    */
-  private async multipart(key: string, fullKey: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, size: number | undefined, signal: AbortSignal | undefined): Promise<void> {
+  private async multipart(key: string, fullKey: string, body: Uint8Array | AsyncIterable<Uint8Array>, size: number | undefined, signal: AbortSignal | undefined): Promise<void> {
     const send: SendCommand = (command, o) =>
       this.request('put', key, o?.cleanup ? undefined : signal, (s) =>
         this.client.send(command as PutObjectCommand, { abortSignal: s }));
     try {
-      await uploadStream({
+      await uploadObject({
         send,
         params: { Bucket: this.settings.bucket, Key: fullKey, ...this.putExtras },
-        body: toAsync(body),
+        body,
         partSize: partSizeFor(size),
         queue: PART_QUEUE,
       });
@@ -761,8 +761,4 @@ class Semaphore {
       else this.free++;
     };
   }
-}
-
-async function* toAsync(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  yield* body;
 }

@@ -22,12 +22,6 @@ export function zstdBound(n: number): number {
   return binding.compressBound(n);
 }
 
-/** One zstd frame holding `body`. The result is a view into a buffer of zstdBound(body.length). */
-export function zstdCompress(body: Uint8Array): Uint8Array {
-  const out = Buffer.allocUnsafe(zstdBound(body.length));
-  return out.subarray(0, zstdCompressInto(out, body));
-}
-
 /** One zstd frame holding `body`, written at the start of `out` (at least zstdBound(body.length) bytes); returns its length. */
 export function zstdCompressInto(out: Uint8Array, body: Uint8Array): number {
   if (out.length < zstdBound(body.length)) throw new RangeError(`zstd output needs ${zstdBound(body.length)} bytes, got ${out.length}`);

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateRawSync } from 'node:zlib';
 import zstdBinding from 'zstd-napi/binding.js';
-import { zstdCompress } from '../../src/segment/zstd.js';
+import { zstdFrame } from '../fixtures/zstd-frame.js';
 import { pack } from 'msgpackr';
 import { PitrError } from '../../src/errors.js';
 import {
@@ -322,15 +322,15 @@ describe('segment corruption', () => {
     it('zstd body that does not decompress, or decompresses to the wrong length, or in a version-1 header', async () => {
       const h = { ...good, version: 2, compression: 'zstd' };
       await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', h, new Uint8Array([0xff, 0xff, 0xff, 0xff])), NAME), NAME, /does not decompress/);
-      const longer = zstdCompress(Buffer.concat([body, Buffer.alloc(1)]));
+      const longer = zstdFrame(Buffer.concat([body, Buffer.alloc(1)]));
       await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', h, longer), NAME), NAME, /does not decompress/);
-      const shorter = zstdCompress(body.subarray(0, body.length - 24));
+      const shorter = zstdFrame(body.subarray(0, body.length - 24));
       await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', h, shorter), NAME), NAME, /does not decompress/);
       // Two frames whose sum is right decode; the codec state after a failure does not leak.
-      const halves = Buffer.concat([zstdCompress(body.subarray(0, 100)), zstdCompress(body.subarray(100))]);
+      const halves = Buffer.concat([zstdFrame(body.subarray(0, 100)), zstdFrame(body.subarray(100))]);
       assert.ok(bytesEqual((await decodeSegment(await frame('PITRSEG1', h, halves), NAME)).body, body));
       const v1 = { ...h, version: 1 };
-      await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', v1, zstdCompress(body)), NAME), NAME, /"zstd" needs format version 2/);
+      await rejectsCorrupt(decodeSegment(await frame('PITRSEG1', v1, zstdFrame(body)), NAME), NAME, /"zstd" needs format version 2/);
       // A valid frame that does not declare its content size (pitr's writers always declare it).
       const cctx = new zstdBinding.CCtx();
       cctx.setParameter(zstdBinding.CParameter.contentSizeFlag, 0);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
-import { zstdCompress } from '../../src/segment/zstd.js';
+import { zstdFrame } from '../fixtures/zstd-frame.js';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { PitrError } from '../../src/errors.js';
 import {
@@ -316,7 +316,7 @@ describe('snapshot corruption', () => {
     const chunks = (runs: Uint8Array[][], lie?: number): Uint8Array =>
       Buffer.concat(
         runs.flatMap((run, i) => {
-          const stored = zstdCompress(Buffer.concat(run));
+          const stored = zstdFrame(Buffer.concat(run));
           const len = Buffer.alloc(4);
           len.writeUInt32BE(i === 0 && lie !== undefined ? lie : stored.length);
           return [len, stored];

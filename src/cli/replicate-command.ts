@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { resolve, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { openStorage } from '../storage/open-storage.js';
+import { FileStorage } from '../storage/file/file-storage.js';
 import { createLogger, type LogLevel, type Logger } from '../log.js';
 import { getPriority, setPriority } from 'node:os';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -107,7 +108,8 @@ export function replicateCommand(): Command {
         for (const u of urls) replicas.push(await openStorage(u));
         const stateDir = resolve(flags.stateDir ?? `${dbPath}-pitr`);
         // The spool lives next to the database unless --state-dir says otherwise: a local disk.
-        const spoolStore = await openStorage(join(stateDir, 'spool'), { localDisk: true });
+        const spoolDir = join(stateDir, 'spool');
+        const spoolStore = new FileStorage(spoolDir, pathToFileURL(spoolDir).href, { localDisk: true });
         const controller = new AbortController();
         let signals = 0;
         const onSignal = (sig: NodeJS.Signals): void => {

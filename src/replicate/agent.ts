@@ -2,6 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
 import { PitrError, errnoCode, isPitrError } from '../errors.js';
 import type { StorageClient } from '../storage/storage-client.js';
+import type { FileStorage } from '../storage/file/file-storage.js';
 import { SourceDb } from '../db/source-db.js';
 import { Capture, QUIET_MS } from './capture.js';
 import { Spool } from './spool.js';
@@ -52,7 +53,7 @@ export interface AgentOptions {
   dbPath: string;
   replicas: StorageClient[];
   /** Local, durable storage for the spool (a directory store under the state dir). */
-  spoolStore: StorageClient;
+  spoolStore: FileStorage;
   stateDir: string;
   syncIntervalMs: number;
   snapshotIntervalMs: number;

@@ -363,8 +363,7 @@ export class Shipper {
 
   private async uploadSnapshot(s: SnapshotEntry): Promise<void> {
     this.lastUploadAt = Date.now();
-    const body = await this.spool.openSnapshot(s);
-    await this.replica.put(s.key, body, { size: s.size });
+    await this.replica.put(s.key, this.spool.readSnapshot(s), { size: s.size });
     this.stats.bytesShipped += s.size;
     this.stats.objectsShipped++;
     if (s.txid > this.stats.lastShippedTxid) {

@@ -1,11 +1,10 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { PassThrough } from 'node:stream';
 import { PitrError, errnoCode } from '../errors.js';
 import { acquireDbFile, type DbFileRef } from '../db/db-file-handle.js';
 import type { ReadPin } from '../db/source-db.js';
 import { readWalPageSync } from '../wal/wal-frames.js';
 import { readFullSync } from '../wal/wal-io.js';
-import { writeSnapshot } from '../segment/snapshot-codec.js';
+import { snapshotChunks } from '../segment/snapshot-codec.js';
 import type { SnapshotEntry } from '../catalog/catalog.js';
 import type { WalCursor } from '../wal/wal-cursor.js';
 import type { SnapshotView } from './capture.js';
@@ -84,11 +83,8 @@ export async function writeSnapshotToSpool(args: {
       return chunk.subarray(at, at + pageSize);
     };
 
-    const body = new PassThrough({ highWaterMark: 4 << 20 });
-    const stored = spool.addSnapshot(view.generation, view.txid, view.commitTime, body);
-    stored.catch(() => body.destroy());
-    const written = writeSnapshot(
-      body,
+    // Lent chunks straight into the spool file: no copy and no stream queue in between.
+    const chunks = snapshotChunks(
       {
         generation: view.generation,
         pageSize,
@@ -98,10 +94,9 @@ export async function writeSnapshotToSpool(args: {
         compression: 'zstd',
       },
       nextPage,
-      { signal: args.signal },
+      args.signal ? { signal: args.signal } : {},
     );
-    const [entry] = await Promise.all([stored, written]);
-    return entry;
+    return await spool.addSnapshot(view.generation, view.txid, view.commitTime, chunks);
   } finally {
     pin.release();
     await db?.release();

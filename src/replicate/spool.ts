@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import type { StorageClient } from '../storage/storage-client.js';
+import type { FileStorage } from '../storage/file/file-storage.js';
 import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey, snapshotKey } from '../segment/object-names.js';
 import { encodeSegment, readStoredSegment, type StoredSegment } from '../segment/segment-codec.js';
@@ -11,12 +10,13 @@ import type { SegmentHeaderInput } from '../segment/segment-codec.js';
  * every replica is done with it; capture only lets SQLite checkpoint frames already in here.
  */
 export class Spool {
-  readonly store: StorageClient;
+  /** A directory on a local disk: snapshots are read back in reused buffers (readChunks). */
+  readonly store: FileStorage;
   private segments = new Map<string, SegmentEntry[]>();
   private snapshots = new Map<string, SnapshotEntry[]>();
   private bytes = 0;
 
-  constructor(store: StorageClient) {
+  constructor(store: FileStorage) {
     this.store = store;
   }
 
@@ -54,8 +54,8 @@ export class Spool {
     return entry;
   }
 
-  /** Durably add a snapshot streamed from `body`. */
-  async addSnapshot(generation: string, txid: number, commitTime: number, body: Readable): Promise<SnapshotEntry> {
+  /** Durably add a snapshot streamed from `body` (its chunks may be lent, see PutBody). */
+  async addSnapshot(generation: string, txid: number, commitTime: number, body: AsyncIterable<Uint8Array>): Promise<SnapshotEntry> {
     const key = snapshotKey(generation, txid, commitTime);
     await this.store.put(key, body);
     const info = (await this.store.list(key)).find((o) => o.key === key);
@@ -98,8 +98,9 @@ export class Spool {
     return readStoredSegment(await this.store.get(entry.key), `spool ${entry.key}`);
   }
 
-  async openSnapshot(entry: SnapshotEntry): Promise<Readable> {
-    return this.store.getStream(entry.key);
+  /** A spooled snapshot's bytes as lent chunks (two reused buffers), for a put() body. */
+  readSnapshot(entry: SnapshotEntry, opts?: { signal?: AbortSignal }): AsyncGenerator<Uint8Array> {
+    return this.store.readChunks(entry.key, opts);
   }
 
   /** Remove entries every replica is done with. */

@@ -127,9 +127,10 @@ function aborted(signal: AbortSignal | undefined, cause: unknown): PitrError {
 }
 
 /**
- * Stream a snapshot to `out`, pulling pages 1..dbSizePages in order from `nextPage` only as fast
- * as `out` accepts bytes, so memory does not grow with the database. Returns the bytes written
- * (the object size). Ends `out` unless opts.end is false; on error `out` is destroyed.
+ * Stream a snapshot to `out`, pulling pages only as fast as `out` accepts bytes. Returns the bytes
+ * written (the object size). Ends `out` unless opts.end is false; on error `out` is destroyed.
+ * A Writable may queue what it is given, so each chunk of snapshotChunks is copied here; the agent
+ * hands snapshotChunks to a put() directly, which needs no copies.
  */
 export async function writeSnapshot(
   out: NodeJS.WritableStream | Writable,
@@ -137,6 +138,37 @@ export async function writeSnapshot(
   nextPage: (pgno: number) => Promise<Uint8Array> | Uint8Array,
   opts?: WriteSnapshotOptions,
 ): Promise<number> {
+  const signal = opts?.signal;
+  let written = 0;
+  const chunks = snapshotChunks(h, nextPage, opts);
+  async function* copies(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of chunks) {
+      written += chunk.length;
+      yield Buffer.from(chunk);
+    }
+  }
+  try {
+    await pipeline(copies, out as NodeJS.WritableStream, { end: opts?.end ?? true, ...(signal ? { signal } : {}) });
+  } catch (err) {
+    if (signal?.aborted) throw aborted(signal, err);
+    throw err;
+  }
+  return written;
+}
+
+/**
+ * A snapshot's bytes in order (header, compressed page batches, trailer), pulling pages
+ * 1..dbSizePages from `nextPage` only as the consumer asks for more, so memory does not grow with
+ * the database. Chunks are lent: one may be a reused buffer, valid only until the next chunk is
+ * asked for (what put() promises of its body, see PutBody). A fresh buffer per 1 MiB chunk, and
+ * the stream queues between here and the spool, made the first snapshot of a multi-GB database
+ * allocate several times its size; the agent's RSS grew with it.
+ */
+export async function* snapshotChunks(
+  h: SnapshotHeaderInput,
+  nextPage: (pgno: number) => Promise<Uint8Array> | Uint8Array,
+  opts?: Pick<WriteSnapshotOptions, 'level' | 'signal'>,
+): AsyncGenerator<Uint8Array> {
   const input = h as unknown as Record<string, unknown>;
   const header = headerFromRaw({ ...input, chunkPages: chunkPagesFor(h.pageSize) }, SNAPSHOT_FORMAT_VERSION, failRange('writeSnapshot'));
   const level = opts?.level ?? DEFAULT_DEFLATE_LEVEL;
@@ -146,14 +178,8 @@ export async function writeSnapshot(
   const hasher = (await xxhashApi()).create64();
   const prefix = encodePrefix(SNAPSHOT_MAGIC, { ...header });
   const { pageSize, dbSizePages } = header;
-  let written = 0;
 
-  /**
-   * `reuse`: hand out the same batch buffer every time. Only for a consumer that is done with a
-   * batch before it asks for the next one (zstdChunks compresses synchronously); a fresh 1 MiB
-   * per batch was the agent's peak RSS: a snapshot of a few hundred MB left ~70 MB of dead
-   * buffers between collections.
-   */
+  /** `reuse`: hand out the same batch buffer every time, for a consumer done with it by then. */
   async function* pages(reuse: boolean): AsyncGenerator<Uint8Array> {
     const batchBytes = Math.max(BATCH_BYTES, pageSize);
     let batch = Buffer.allocUnsafe(batchBytes);
@@ -174,39 +200,24 @@ export async function writeSnapshot(
     if (fill > 0) yield batch.subarray(0, fill);
   }
 
-  // Everything that reaches `out` passes here, so the trailer covers exactly the bytes written.
-  async function* framed(body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-    hashUpdate(hasher, prefix);
-    written += prefix.length;
-    yield prefix;
-    for await (const chunk of body) {
-      hashUpdate(hasher, chunk);
-      written += chunk.length;
-      yield chunk;
-    }
-    const trailer = new Uint8Array(TRAILER_LENGTH);
-    writeU64BE(trailer, 0, hasher.digest());
-    written += TRAILER_LENGTH;
-    yield trailer;
-  }
+  // zstd: each batch is its own frame behind a length, compressed as it is asked for. deflate:
+  // the same, several batches compressing at once (each needs its own buffers). none: the batches.
+  const body = header.compression === 'zstd' ? zstdChunks(pages(true))
+    : header.compression === 'deflate' ? deflateChunks(pages(false), level)
+    : pages(true);
 
-  const pipeOpts = { end: opts?.end ?? true, ...(signal ? { signal } : {}) };
-  const dest = out as NodeJS.WritableStream;
-  try {
-    if (header.compression === 'zstd') {
-      // Each batch is its own zstd frame behind a length.
-      await pipeline(pages(true), zstdChunks, framed, dest, pipeOpts);
-    } else if (header.compression === 'deflate') {
-      // Each batch is its own deflate stream behind a length, compressed several at once.
-      await pipeline(pages(false), (body: AsyncIterable<Uint8Array>) => deflateChunks(body, level), framed, dest, pipeOpts);
-    } else {
-      await pipeline(pages(false), framed, dest, pipeOpts);
-    }
-  } catch (err) {
-    if (signal?.aborted) throw aborted(signal, err);
-    throw err;
+  // Everything handed out passes here, so the trailer covers exactly the bytes written.
+  hashUpdate(hasher, prefix);
+  yield prefix;
+  for await (const chunk of body) {
+    if (signal?.aborted) throw aborted(signal, undefined);
+    hashUpdate(hasher, chunk);
+    yield chunk;
   }
-  return written;
+  if (signal?.aborted) throw aborted(signal, undefined);
+  const trailer = new Uint8Array(TRAILER_LENGTH);
+  writeU64BE(trailer, 0, hasher.digest());
+  yield trailer;
 }
 
 /** `u32 BE stored length | raw deflate stream` per batch, in order, several compressing at once. */
@@ -215,19 +226,18 @@ async function* deflateChunks(batches: AsyncIterable<Uint8Array>, level: number)
 }
 
 /**
- * `u32 BE stored length | zstd frame` per batch, in order. Each batch is compressed into one
- * reused scratch buffer and copied out at its compressed size: what stays queued downstream is
- * only the stored bytes, and the batch is free again when this asks for the next one.
+ * `u32 BE stored length | zstd frame` per batch, in order, each compressed into one reused buffer
+ * and handed out from there (lent, see snapshotChunks). The batch is free again when this asks
+ * for the next one.
  */
 async function* zstdChunks(batches: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  let scratch = Buffer.alloc(0);
+  let out = Buffer.alloc(0);
   for await (const batch of batches) {
-    if (scratch.length < zstdBound(batch.length)) scratch = Buffer.allocUnsafe(zstdBound(batch.length));
-    const n = zstdCompressInto(scratch, batch);
-    const chunk = Buffer.allocUnsafe(CHUNK_LENGTH_BYTES + n);
-    chunk.writeUInt32BE(n, 0);
-    chunk.set(scratch.subarray(0, n), CHUNK_LENGTH_BYTES);
-    yield chunk;
+    const need = CHUNK_LENGTH_BYTES + zstdBound(batch.length);
+    if (out.length < need) out = Buffer.allocUnsafe(need);
+    const n = zstdCompressInto(out.subarray(CHUNK_LENGTH_BYTES), batch);
+    out.writeUInt32BE(n, 0);
+    yield out.subarray(0, CHUNK_LENGTH_BYTES + n);
   }
 }
 

@@ -58,15 +58,16 @@ export function parseReplicaUrl(input: string, cwd: string = process.cwd()): Rep
 }
 
 /**
- * Open the backend for a replica URL or path. The only place that knows the backends, so the
- * core stays free of their dependencies. Performs no I/O for file replicas; call exists() to
+ * Open the backend for a replica URL or path. The only place that maps replicas to backends, so
+ * the core stays free of their dependencies (the agent's spool, always a local directory, is a
+ * FileStorage of its own). Performs no I/O for file replicas; call exists() to
  * tell a wrong URL from an empty replica.
  */
-export async function openStorage(input: string, opts: { cwd?: string; localDisk?: boolean } = {}): Promise<StorageClient> {
+export async function openStorage(input: string, opts: { cwd?: string } = {}): Promise<StorageClient> {
   const parsed = parseReplicaUrl(input, opts.cwd);
   switch (parsed.scheme) {
     case 'file':
-      return new FileStorage(parsed.path, parsed.url, { localDisk: opts.localDisk ?? false });
+      return new FileStorage(parsed.path, parsed.url);
     case 's3': {
       // Loaded on demand so that the AWS SDK is only paid for (startup time, memory) by users
       // of S3 replicas. Constructing the client does no I/O either.

@@ -18,6 +18,14 @@ export interface ByteRange {
 }
 
 /**
+ * What put() stores: bytes, or a stream of byte chunks (a Readable is one). A stream is read in
+ * order, and put() is done with each chunk (written or copied) before it asks for the next, so a
+ * producer may hand out the same reused buffer as every chunk: a snapshot of gigabytes then costs
+ * no fresh buffer per chunk (those were the agent's peak RSS, growing with the snapshot's size).
+ */
+export type PutBody = Uint8Array | AsyncIterable<Uint8Array>;
+
+/**
  * The whole contract between pitr's core and a replica backend. Objects are immutable: the core
  * never overwrites a key with different content. A put is atomic: readers see the whole object or
  * nothing. Missing keys raise PitrError code OBJECT_NOT_FOUND. Other failures raise PitrError
@@ -26,8 +34,8 @@ export interface ByteRange {
 export interface StorageClient {
   /** The replica URL, for messages and logs (never contains secrets). */
   readonly url: string;
-  /** Store `body` at `key`, durably, replacing nothing visible until complete. */
-  put(key: string, body: Uint8Array | Readable, opts?: RequestOptions & { size?: number }): Promise<void>;
+  /** Store `body` at `key`, durably, replacing nothing visible until complete. See PutBody. */
+  put(key: string, body: PutBody, opts?: RequestOptions & { size?: number }): Promise<void>;
   /** Whole object, or the inclusive byte range of it. */
   get(key: string, opts?: RequestOptions & { range?: ByteRange }): Promise<Uint8Array>;
   /** The object as a stream, for objects too large to hold in memory. */

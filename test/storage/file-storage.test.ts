@@ -108,6 +108,50 @@ describe('FileStorage specifics', () => {
       }));
   });
 
+  describe('readChunks', () => {
+    const collect = async (chunks: AsyncIterable<Uint8Array>): Promise<{ whole: Buffer; sizes: number[]; buffers: Set<ArrayBufferLike> }> => {
+      const parts: Buffer[] = [];
+      const sizes: number[] = [];
+      const buffers = new Set<ArrayBufferLike>();
+      for await (const c of chunks) {
+        parts.push(Buffer.from(c));
+        sizes.push(c.length);
+        buffers.add(c.buffer);
+      }
+      return { whole: Buffer.concat(parts), sizes, buffers };
+    };
+
+    it('yields the object in order, in chunks of chunkBytes, from two reused buffers', () =>
+      withStorage(async (s) => {
+        const body = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7) & 0xff));
+        await s.put('obj', body);
+        const { whole, sizes, buffers } = await collect(s.readChunks('obj', { chunkBytes: 1024 }));
+        assert.deepEqual(whole, body);
+        assert.deepEqual(sizes, [...Array(9).fill(1024), 10_000 - 9 * 1024]);
+        assert.equal(buffers.size, 2);
+      }));
+
+    it('an empty object yields nothing; a missing one is OBJECT_NOT_FOUND', () =>
+      withStorage(async (s) => {
+        await s.put('empty', new Uint8Array(0));
+        assert.deepEqual((await collect(s.readChunks('empty'))).sizes, []);
+        await assertCode(collect(s.readChunks('missing')), 'OBJECT_NOT_FOUND');
+      }));
+
+    it('feeds a put of another store unchanged, and a consumer may stop early', () =>
+      withStorage(async (s, dir) => {
+        const body = Buffer.from(Array.from({ length: 3 * 1024 * 1024 + 5 }, (_, i) => (i * 13) & 0xff));
+        await s.put('src', body);
+        const other = storageAt(path.join(dir, 'copy'));
+        await other.put('dst', s.readChunks('src', { chunkBytes: 64 * 1024 }), { size: body.length });
+        assert.deepEqual(Buffer.from(await other.get('dst')), body);
+        for await (const chunk of s.readChunks('src', { chunkBytes: 1024 })) {
+          assert.equal(chunk.length, 1024);
+          break;
+        }
+      }));
+  });
+
   describe('temp files', () => {
     it('a failing body stream leaves no temp file and reports STORAGE_IO with the cause', () =>
       withStorage(async (s, dir) => {

@@ -5,8 +5,8 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 
 import { errnoCode, isPitrError, PitrError } from '../../errors.js';
-import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../storage-client.js';
-import { TEMP_PREFIX, checkRange, keyProblem, messageOf, sortByKey, toBytes, bodyReadError } from '../storage-keys.js';
+import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
+import { TEMP_PREFIX, bodyChunks, checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
 import { fsyncDir, writeLocalFileDurably } from '../../util/fs-atomic.js';
 
 /** Bytes per read of a getStream. */
@@ -59,7 +59,7 @@ export class FileStorage implements StorageClient {
     this.url = url;
   }
 
-  async put(key: string, body: Uint8Array | Readable, opts: RequestOptions & { size?: number } = {}): Promise<void> {
+  async put(key: string, body: PutBody, opts: RequestOptions & { size?: number } = {}): Promise<void> {
     const target = this.keyPath(key);
     const { signal } = opts;
     this.throwIfAborted(signal, 'put', key);
@@ -144,8 +144,8 @@ export class FileStorage implements StorageClient {
   }
 
   /** `length` bytes at `start`, looping over short reads; STORAGE_IO if the file ends first. */
-  private async readExactly(handle: FileHandle, key: string, start: number, length: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
-    const out = Buffer.allocUnsafe(length);
+  private async readExactly(handle: FileHandle, key: string, start: number, length: number, signal: AbortSignal | undefined, into?: Buffer): Promise<Uint8Array> {
+    const out = into?.subarray(0, length) ?? Buffer.allocUnsafe(length);
     let filled = 0;
     while (filled < length) {
       this.throwIfAborted(signal, 'get', key);
@@ -168,6 +168,40 @@ export class FileStorage implements StorageClient {
     // The stream owns the handle from here and closes it on end, error or destroy. 1 MiB reads
     // instead of the default 64 KiB: a snapshot is read in a few hundred calls, not thousands.
     return handle.createReadStream({ highWaterMark: STREAM_READ_BYTES, ...(opts.signal ? { signal: opts.signal } : {}) });
+  }
+
+  /**
+   * The object's bytes in order, in chunks of up to `chunkBytes` read ahead into two buffers that
+   * are reused for the whole object: a chunk is valid only until the next one is asked for, which
+   * is what put() promises of its body (PutBody). For the agent's spooled snapshots, shipped to
+   * every replica: getStream's fresh buffer per read, gigabytes of them, grew the agent's RSS.
+   */
+  async *readChunks(key: string, opts: RequestOptions & { chunkBytes?: number } = {}): AsyncGenerator<Uint8Array> {
+    const { signal } = opts;
+    this.throwIfAborted(signal, 'get', key);
+    const { handle, size } = await this.openForRead(key);
+    let pending: Promise<Uint8Array> | undefined;
+    try {
+      const chunkBytes = Math.max(1, Math.min(opts.chunkBytes ?? STREAM_READ_BYTES, size));
+      const bufs = [Buffer.allocUnsafe(chunkBytes), Buffer.allocUnsafe(chunkBytes)] as const;
+      const readInto = (buf: Buffer, at: number): Promise<Uint8Array> =>
+        this.readExactly(handle, key, at, Math.min(chunkBytes, size - at), signal, buf);
+      let at = 0;
+      let next = 0;
+      pending = size > 0 ? readInto(bufs[0], 0) : undefined;
+      while (pending !== undefined) {
+        const chunk = await pending;
+        at += chunk.length;
+        // The other buffer held the chunk handed out before this one: asking for this one freed it.
+        next = 1 - next;
+        pending = at < size ? readInto(bufs[next], at) : undefined;
+        yield chunk;
+      }
+    } finally {
+      // A consumer that stops early leaves a read in flight: its outcome no longer matters.
+      pending?.catch(() => undefined);
+      await handle.close().catch(() => undefined);
+    }
   }
 
   async list(prefix: string, opts: RequestOptions = {}): Promise<ObjectInfo[]> {
@@ -342,54 +376,16 @@ export class FileStorage implements StorageClient {
     return offset;
   }
 
-  private async writeStream(handle: FileHandle, body: Readable, key: string, signal?: AbortSignal): Promise<number> {
-    // The next chunk is raced against the signal rather than waiting for the body to notice its
-    // destruction: a stalled source must not hold an aborted put (and its temp file) open. Each
-    // race gets its own abort promise: racing every chunk against one long-lived promise would
-    // keep every chunk reachable from it until the put ends (the whole body in memory).
-    const nextOrAbort = (it: AsyncIterator<unknown>): Promise<IteratorResult<unknown>> => {
-      if (!signal) return it.next();
-      return new Promise((resolve, reject) => {
-        const onAbort = (): void => reject(this.abortError(signal, 'put', key));
-        if (signal.aborted) return onAbort();
-        signal.addEventListener('abort', onAbort, { once: true });
-        it.next().then(
-          (v) => {
-            signal.removeEventListener('abort', onAbort);
-            resolve(v);
-          },
-          (e: unknown) => {
-            signal.removeEventListener('abort', onAbort);
-            reject(e);
-          },
-        );
-      });
-    };
-
-    const chunks = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  private async writeStream(handle: FileHandle, body: AsyncIterable<Uint8Array>, key: string, signal?: AbortSignal): Promise<number> {
     let written = 0;
-    let finished = false;
-    try {
-      for (;;) {
-        const next = await nextOrAbort(chunks);
-        if (next.done) break;
-        const bytes = toBytes(next.value);
-        let offset = 0;
-        while (offset < bytes.length) {
-          const { bytesWritten } = await this.io('write', key, () =>
-            handle.write(bytes, offset, bytes.length - offset));
-          offset += bytesWritten;
-        }
-        written += bytes.length;
+    // Each chunk is written before the next is asked for: the body may reuse its buffer (PutBody).
+    for await (const bytes of bodyChunks(body, { url: this.url, key, signal, abortError: () => this.abortError(signal!, 'put', key) })) {
+      let offset = 0;
+      while (offset < bytes.length) {
+        const { bytesWritten } = await this.io('write', key, () => handle.write(bytes, offset, bytes.length - offset), signal);
+        offset += bytesWritten;
       }
-      finished = true;
-    } catch (err) {
-      if (signal?.aborted) throw this.abortError(signal, 'put', key);
-      if (isPitrError(err)) throw err;
-      throw bodyReadError(this.url, key, err);
-    } finally {
-      // Release the source's resources; not awaited, since a stalled source may never settle.
-      if (!finished) body.destroy();
+      written += bytes.length;
     }
     this.throwIfAborted(signal, 'put', key);
     return written;

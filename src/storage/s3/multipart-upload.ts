@@ -14,7 +14,7 @@ export interface UploadArgs {
   send: SendCommand;
   /** Bucket, Key and the object's extra put parameters (encryption, storage class). */
   params: Pick<PutObjectCommandInput, 'Bucket' | 'Key' | 'ServerSideEncryption' | 'SSEKMSKeyId' | 'StorageClass'>;
-  /** Bytes the caller keeps unchanged until the upload settles, or a stream of chunks. */
+  /** Bytes the caller keeps unchanged until the upload settles, or a stream of chunks (each copied before the next is read, so they may share one buffer). */
   body: Uint8Array | AsyncIterable<Uint8Array>;
   partSize: number;
   /** Parts uploading at once while the next one is read. */

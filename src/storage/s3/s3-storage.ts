@@ -19,8 +19,8 @@ import { uploadObject, type SendCommand } from './multipart-upload.js';
 
 import { isPitrError, PitrError } from '../../errors.js';
 import type { S3ReplicaUrl } from '../open-storage.js';
-import type { ByteRange, ObjectInfo, RequestOptions, StorageClient } from '../storage-client.js';
-import { checkRange, keyProblem, messageOf, sortByKey, toBytes, bodyReadError } from '../storage-keys.js';
+import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
+import { bodyChunks, checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
 
 /** Byte bodies up to this size go up in one PutObject; larger ones, and streams longer than a part, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
@@ -181,13 +181,11 @@ export class S3Storage implements StorageClient {
     return new S3Storage({ ...s3OptionsFromUrl(parsed), ...overrides });
   }
 
-  async put(key: string, body: Uint8Array | Readable, opts: RequestOptions & { size?: number } = {}): Promise<void> {
+  async put(key: string, body: PutBody, opts: RequestOptions & { size?: number } = {}): Promise<void> {
     const fullKey = this.fullKey(key);
     const { signal } = opts;
-    if (signal?.aborted) {
-      if (!(body instanceof Uint8Array)) body.destroy();
-      throw this.abortError(signal, 'put', key);
-    }
+    // A streamed body learns of the abort in meter(), which also releases it.
+    if (signal?.aborted && body instanceof Uint8Array) throw this.abortError(signal, 'put', key);
     if (body instanceof Uint8Array) {
       if (opts.size !== undefined && opts.size !== body.length) throw sizeMismatch(this.url, key, body.length, opts.size);
       if (body.length <= SINGLE_PUT_MAX_BYTES) {
@@ -361,56 +359,14 @@ export class S3Storage implements StorageClient {
    * The body as the uploader should read it: bytes only, counted against `size`, and stopped by
    * the caller's signal even when the source stalls.
    */
-  private async *meter(body: Readable, key: string, size: number | undefined, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
-    const chunks = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  private async *meter(body: AsyncIterable<Uint8Array>, key: string, size: number | undefined, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
     let total = 0;
-    let finished = false;
-    try {
-      for (;;) {
-        let next: IteratorResult<unknown>;
-        try {
-          next = await this.nextOrAbort(chunks, signal, key);
-        } catch (err) {
-          if (isPitrError(err)) throw err;
-          throw bodyReadError(this.url, key, err);
-        }
-        if (next.done) break;
-        const bytes = toBytes(next.value);
-        total += bytes.length;
-        if (bytes.length > 0) yield bytes;
-      }
-      finished = true;
-    } finally {
-      // Release the source's resources; not awaited, since a stalled source may never settle.
-      if (!finished) body.destroy();
+    for await (const bytes of bodyChunks(body, { url: this.url, key, signal, abortError: () => this.abortError(signal!, 'put', key) })) {
+      total += bytes.length;
+      yield bytes;
     }
     // Thrown before the last part is sent, so a short or long body never becomes an object.
     if (size !== undefined && total !== size) throw sizeMismatch(this.url, key, total, size);
-  }
-
-  /**
-   * The source's next chunk, or ABORTED as soon as the signal fires, even if the source stalls.
-   * Deliberately not Promise.race against one long-lived "aborted" promise: every race leaves a
-   * reaction on that promise holding its result, so each chunk of the body would stay in memory
-   * until the put ends (a 1 GiB stream would cost 1 GiB).
-   */
-  private nextOrAbort(chunks: AsyncIterator<unknown>, signal: AbortSignal | undefined, key: string): Promise<IteratorResult<unknown>> {
-    if (signal === undefined) return chunks.next();
-    if (signal.aborted) return Promise.reject(this.abortError(signal, 'put', key));
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => reject(this.abortError(signal, 'put', key));
-      signal.addEventListener('abort', onAbort, { once: true });
-      chunks.next().then(
-        (r) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(r);
-        },
-        (err: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(err);
-        },
-      );
-    });
   }
 
   /**

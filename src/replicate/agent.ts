@@ -21,6 +21,8 @@ import { startMonitorServer } from '../monitor/http-server.js';
 import { HEARTBEAT_KEY, encodeHeartbeat } from '../monitor/heartbeat.js';
 import { verifyReplica } from '../monitor/verify.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
+import { remoteFsOf } from '../util/remote-fs.js';
+import { dirname } from 'node:path';
 import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL_RESET_BYTES, snapshotWalLimit } from './defaults.js';
 
 /**
@@ -149,12 +151,34 @@ export class Agent {
     this.spool = new Spool(opts.spoolStore);
   }
 
+  /**
+   * A database or state directory on a network or FUSE mount works until it does not (see
+   * remote-fs.ts): say so at start, once, rather than refuse a setup that may be deliberate.
+   */
+  private async warnIfRemote(): Promise<void> {
+    const dbFs = await remoteFsOf(dirname(this.opts.dbPath));
+    if (dbFs !== undefined) {
+      this.log.warn(`the database is on a ${dbFs} file system: SQLite's WAL mode needs every connection on the same host as the file, and its shared-memory index does not work across a network mount`, {
+        fs: dbFs,
+        hint: 'keep the database, its -wal and -shm files on a local disk',
+      });
+    }
+    const stateFs = await remoteFsOf(this.opts.stateDir);
+    if (stateFs !== undefined) {
+      this.log.warn(`the state directory ${this.opts.stateDir} is on a ${stateFs} file system: the agent writes its spool and position there with synchronous calls, so a mount that hangs stops the agent`, {
+        fs: stateFs,
+        hint: 'point --state-dir at a local disk',
+      });
+    }
+  }
+
   async run(signal: AbortSignal): Promise<AgentResult> {
     await this.waitForDb(signal);
     if (signal.aborted) return { clean: true };
     // Open (and validate: WAL mode, a real SQLite file) before creating any state next to it.
     this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.enableWal ?? false });
     await mkdir(this.opts.stateDir, { recursive: true });
+    await this.warnIfRemote();
     await this.spool.load();
     this.shippers = this.opts.replicas.map(
       (replica) =>

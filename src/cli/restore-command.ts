@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { openStorage } from '../storage/open-storage.js';
-import { restore, type RestorePhases, type RestoreResult } from '../restore/restore.js';
+import { restore, type RestorePhases, type RestoreProgress, type RestoreResult } from '../restore/restore.js';
+import { ProgressLine } from './progress-line.js';
 import { PitrError } from '../errors.js';
 import { iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
 import { formatBytes } from '../util/duration.js';
@@ -12,6 +13,7 @@ interface RestoreFlags {
   dryRun?: boolean;
   force?: boolean;
   json?: boolean;
+  progress?: boolean;
 }
 
 export function restoreCommand(): Command {
@@ -33,6 +35,8 @@ export function restoreCommand(): Command {
     .option('--dry-run', 'print the plan (snapshot, segments, bytes) and write nothing')
     .option('--force', 'replace OUT if it exists (and remove a stale OUT-wal/OUT-shm)')
     .option('--json', 'print the result as one JSON object on stdout')
+    .option('--progress', 'show progress on stderr even when it is not a terminal (one line a second)')
+    .option('--no-progress', 'no progress line, even on a terminal')
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -45,16 +49,35 @@ export function restoreCommand(): Command {
         const target = targetFromFlags(flags);
         if (!flags.output) throw new PitrError('USAGE', 'missing -o OUT', 'pass the path of the database to write');
         const storage = await openStorage(replicaUrl);
+        const progress = ProgressLine.fromFlag(flags.progress);
         try {
-          const result = await restore({ storage, output: flags.output, target, force: flags.force ?? false, dryRun: flags.dryRun ?? false });
+          const result = await restore({
+            storage,
+            output: flags.output,
+            target,
+            force: flags.force ?? false,
+            dryRun: flags.dryRun ?? false,
+            ...(progress ? { onProgress: (p: RestoreProgress) => showProgress(progress, p) } : {}),
+          });
+          progress?.clear();
           print(result, flags.json ?? false);
         } finally {
+          progress?.clear();
           await storage.close();
         }
       } catch (err) {
         process.exitCode = reportError(err);
       }
     });
+}
+
+function showProgress(line: ProgressLine, p: RestoreProgress): void {
+  if (p.phase === 'check') {
+    line.show('checking the restored database (PRAGMA integrity_check)', true);
+    return;
+  }
+  const segments = p.segments > 0 ? `, segments ${p.segmentsDone}/${p.segments}` : '';
+  line.show(`restoring: ${formatBytes(p.doneBytes)} of ${formatBytes(p.totalBytes)}${segments}`, p.doneBytes === p.totalBytes);
 }
 
 function seconds(ms: number): string {

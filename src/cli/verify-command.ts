@@ -3,6 +3,7 @@ import { openStorage } from '../storage/open-storage.js';
 import { verifyReplica, type VerifyResult } from '../monitor/verify.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
 import { iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
+import { ProgressLine } from './progress-line.js';
 
 interface VerifyFlags {
   to?: number;
@@ -10,6 +11,7 @@ interface VerifyFlags {
   db?: string;
   stateDir?: string;
   json?: boolean;
+  progress?: boolean;
 }
 
 export function verifyCommand(): Command {
@@ -35,6 +37,8 @@ export function verifyCommand(): Command {
     .option('--db <path>', 'the live database: compare its content with the replica at the agent\'s position')
     .option('--state-dir <dir>', "the agent's state dir for --db (default: DB-pitr next to the database)")
     .option('--json', 'print one JSON object on stdout')
+    .option('--progress', 'show progress on stderr even when it is not a terminal (one line a second)')
+    .option('--no-progress', 'no progress line, even on a terminal')
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -47,7 +51,7 @@ export function verifyCommand(): Command {
       try {
         const target = targetFromFlags(flags);
         const storage = await openStorage(replicaUrl);
-        const progress = process.stderr.isTTY ? new Progress() : undefined;
+        const progress = ProgressLine.fromFlag(flags.progress);
         let result: VerifyResult;
         try {
           result = await verifyReplica({
@@ -55,7 +59,7 @@ export function verifyCommand(): Command {
             target,
             ...(flags.db !== undefined ? { dbPath: flags.db } : {}),
             ...(flags.stateDir !== undefined ? { stateDir: flags.stateDir } : {}),
-            ...(progress ? { onProgress: (d: number, t: number) => progress.update(d, t) } : {}),
+            ...(progress ? { onProgress: (d: number, t: number) => progress.show(`checking objects ${d}/${t}`, d === t) } : {}),
           });
         } finally {
           progress?.clear();
@@ -114,22 +118,4 @@ function human(r: VerifyResult): string {
     `  took      ${formatDuration(r.durationMs)}`,
   ];
   return lines.join('\n') + '\n';
-}
-
-/** "checking objects 12/40" on one terminal line, redrawn at most every 100 ms. */
-class Progress {
-  #last = 0;
-  #shown = false;
-
-  update(done: number, total: number): void {
-    const now = Date.now();
-    if (done !== total && now - this.#last < 100) return;
-    this.#last = now;
-    this.#shown = true;
-    process.stderr.write(`\r\x1b[Kchecking objects ${done}/${total}`);
-  }
-
-  clear(): void {
-    if (this.#shown) process.stderr.write('\r\x1b[K');
-  }
 }

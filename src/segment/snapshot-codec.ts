@@ -81,6 +81,8 @@ export interface ReadSnapshotOptions {
   name?: string;
   /** On abort, `input` is destroyed and the call rejects with PitrError ABORTED. */
   signal?: AbortSignal;
+  /** Told the header once it is parsed, before any pages (for progress: dbSizePages). */
+  onHeader?: (header: SnapshotHeader) => void;
 }
 
 /*
@@ -307,6 +309,7 @@ export async function readSnapshot(input: Readable, onPages: OnPages, opts?: Rea
     const header = parseHeaderBytes(headerBytes, name);
     hashUpdate(hasher, prefix);
     hashUpdate(hasher, headerBytes);
+    opts?.onHeader?.(header);
 
     const fail = failCorrupt('snapshot', name);
     const pages = new PageAssembler(header, onPages, fail, passThrough);

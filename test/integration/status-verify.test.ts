@@ -179,6 +179,23 @@ describe('pitr status and pitr verify', () => {
     assert.match(r.stdout, /restorable\s+txid \d+\.\.\d+/);
   });
 
+  it('restore and verify --progress report progress on stderr where it is not a terminal; without it they print none there', async () => {
+    const r = await cli(['restore', replica, '-o', join(dir, 'progress.db'), '--progress']);
+    assert.equal(r.code, 0, describeRun(r));
+    const lines = r.stderr.trim().split('\n');
+    // The last count is always shown (all bytes, all segments), then the check.
+    assert.match(lines.at(-2) ?? '', /^restoring: (\S+ \S+) of \1, segments (\d+)\/\2$/, describeRun(r));
+    assert.equal(lines.at(-1), 'checking the restored database (PRAGMA integrity_check)', describeRun(r));
+    assert.match(r.stdout, /^restored /, describeRun(r));
+    const quiet = await cli(['restore', replica, '-o', join(dir, 'quiet.db')]);
+    assert.equal(quiet.code, 0, describeRun(quiet));
+    assert.equal(quiet.stderr, '', describeRun(quiet));
+    const v = await cli(['verify', replica, '--progress']);
+    assert.equal(v.code, 0, describeRun(v));
+    assert.match(v.stderr, /^checking objects (\d+)\/\1$/m, describeRun(v));
+    assertTmpEmpty();
+  });
+
   it('verify exits 0 on a healthy replica, and --db finds the same content while the agent runs idle', async () => {
     const s = await cliJson<StatusOutput>(['status', replica, '--json']);
     const v = await cliJson<VerifyOutput>(['verify', replica, '--json']);

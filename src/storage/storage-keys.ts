@@ -71,12 +71,18 @@ export async function* bodyChunks(
     }
     finished = true;
   } finally {
-    if (!finished) {
-      const destroy = (body as { destroy?: unknown }).destroy;
-      if (typeof destroy === 'function') (destroy as () => void).call(body);
-      else chunks.return?.().catch(() => undefined);
-    }
+    if (!finished) releaseBody(body, chunks);
   }
+}
+
+/**
+ * Let go of a streamed put body that will not be read to its end: a stream is destroyed (its file
+ * or socket closed), an iterator returned. Not awaited: a stalled source may never settle.
+ */
+export function releaseBody(body: AsyncIterable<unknown>, started?: AsyncIterator<unknown>): void {
+  const destroy = (body as { destroy?: unknown }).destroy;
+  if (typeof destroy === 'function') (destroy as () => void).call(body);
+  else (started ?? body[Symbol.asyncIterator]()).return?.().catch(() => undefined);
 }
 
 function nextOrAbort(chunks: AsyncIterator<unknown>, signal: AbortSignal | undefined, abortError: () => PitrError): Promise<IteratorResult<unknown>> {

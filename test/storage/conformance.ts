@@ -72,6 +72,29 @@ export function storageConformance(
           assertBytes(await c.get('lent/unsized'), whole);
         }));
 
+      it('a put aborted before it starts stores nothing and releases a streamed body', () =>
+        withClient(async (c) => {
+          const ac = new AbortController();
+          ac.abort(new Error('stop'));
+          const stream = Readable.from([Buffer.from('x')]);
+          await assertCode(c.put('aborted/stream', stream, { signal: ac.signal }), 'ABORTED');
+          assert.equal(stream.destroyed, true);
+          let finished = false;
+          async function* gen(): AsyncGenerator<Uint8Array> {
+            try {
+              yield Buffer.from('y');
+            } finally {
+              finished = true;
+            }
+          }
+          const it = gen();
+          await assertCode(c.put('aborted/iterator', it, { signal: ac.signal }), 'ABORTED');
+          assert.deepEqual(await it.next(), { done: true, value: undefined });
+          assert.equal(finished, false, 'never started, so nothing to unwind');
+          await assertCode(c.put('aborted/bytes', new Uint8Array(1), { signal: ac.signal }), 'ABORTED');
+          assert.deepEqual(await c.list('aborted/'), []);
+        }));
+
       it('stores an empty object', () =>
         withClient(async (c) => {
           await c.put('empty', new Uint8Array(0));

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 
 import { errnoCode, isPitrError, PitrError } from '../../errors.js';
 import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
-import { TEMP_PREFIX, bodyChunks, checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
+import { TEMP_PREFIX, bodyChunks, checkRange, keyProblem, messageOf, releaseBody, sortByKey } from '../storage-keys.js';
 import { fsyncDir, writeLocalFileDurably } from '../../util/fs-atomic.js';
 
 /** Bytes per read of a getStream. */
@@ -62,7 +62,10 @@ export class FileStorage implements StorageClient {
   async put(key: string, body: PutBody, opts: RequestOptions & { size?: number } = {}): Promise<void> {
     const target = this.keyPath(key);
     const { signal } = opts;
-    this.throwIfAborted(signal, 'put', key);
+    if (signal?.aborted) {
+      if (!(body instanceof Uint8Array)) releaseBody(body);
+      throw this.abortError(signal, 'put', key);
+    }
     const dir = path.dirname(target);
     if (this.localDisk && body instanceof Uint8Array && this.durableDirs.has(dir) && (opts.size === undefined || opts.size === body.length)) {
       if (await this.putLocal(key, target, body, signal)) return;

@@ -20,7 +20,7 @@ import { uploadObject, type SendCommand } from './multipart-upload.js';
 import { isPitrError, PitrError } from '../../errors.js';
 import type { S3ReplicaUrl } from '../open-storage.js';
 import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
-import { bodyChunks, checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
+import { bodyChunks, checkRange, keyProblem, messageOf, releaseBody, sortByKey } from '../storage-keys.js';
 
 /** Byte bodies up to this size go up in one PutObject; larger ones, and streams longer than a part, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
@@ -184,8 +184,10 @@ export class S3Storage implements StorageClient {
   async put(key: string, body: PutBody, opts: RequestOptions & { size?: number } = {}): Promise<void> {
     const fullKey = this.fullKey(key);
     const { signal } = opts;
-    // A streamed body learns of the abort in meter(), which also releases it.
-    if (signal?.aborted && body instanceof Uint8Array) throw this.abortError(signal, 'put', key);
+    if (signal?.aborted) {
+      if (!(body instanceof Uint8Array)) releaseBody(body);
+      throw this.abortError(signal, 'put', key);
+    }
     if (body instanceof Uint8Array) {
       if (opts.size !== undefined && opts.size !== body.length) throw sizeMismatch(this.url, key, body.length, opts.size);
       if (body.length <= SINGLE_PUT_MAX_BYTES) {

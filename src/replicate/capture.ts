@@ -432,8 +432,12 @@ export class Capture {
     const before = this.db.dataVersion();
     const res = await scanWal(this.walPath, this.state.cursor);
     const got = res.kind === 'ok' && res.commits.length > 0 ? await this.spoolCommits(res.commits, res.cursor) : { transactions: 0, bytes: 0 };
-    // The caller catches up after this returns, restoring the read-mark invariant.
-    if (res.kind !== 'ok' || !this.db.releaseReads()) {
+    // The caller catches up after this returns, restoring the read-mark invariant. Frames past the
+    // last commit mean a writer is in a transaction (a large one spills pages into the WAL long
+    // before it commits, and looks quiet meanwhile): TRUNCATE cannot get past its lock, and the
+    // moment our reader is gone its commit, the app's auto-checkpoint and our TRUNCATE could erase
+    // frames we never read. Seen: a 300 MB transaction broke the generation in one run of two.
+    if (res.kind !== 'ok' || res.uncommittedFrames > 0 || !this.db.releaseReads()) {
       this.advanceRead();
       return got;
     }

@@ -31,7 +31,10 @@ export interface WalCommit {
 export type WalStop = 'end' | 'uncommitted-tail' | 'torn-frame' | 'checksum-mismatch' | 'salt-mismatch' | 'limit';
 
 export type WalScanResult =
-  | { kind: 'ok'; header: WalHeader; cursor: WalCursor; commits: WalCommit[]; stop: WalStop } // cursor = after the last commit found (== from when none)
+  // cursor = after the last commit found (== from when none). uncommittedFrames: valid frames of
+  // this incarnation after that commit, i.e. a writer in a transaction that spilled pages into the
+  // WAL (or the leftovers of one that rolled back, until the next write overwrites them).
+  | { kind: 'ok'; header: WalHeader; cursor: WalCursor; commits: WalCommit[]; stop: WalStop; uncommittedFrames: number }
   | { kind: 'no-wal' } // file missing, or shorter than a header (e.g. truncated to 0 by a TRUNCATE checkpoint)
   | { kind: 'invalid-header' } // bytes there but not a valid WAL header
   | { kind: 'header-changed'; header: WalHeader }; // valid header whose salts/page size differ from `from` (the WAL was restarted)
@@ -240,7 +243,7 @@ async function scanOpen(fh: FileHandle, from: WalCursor | null, opts: WalScanOpt
   const start = from ?? cursorAtHeader(header);
   if (start.frame === 0 && (start.checksum1 !== header.checksum1 || start.checksum2 !== header.checksum2)) {
     // Same salts but a different header checksum: this cursor was not taken from this file.
-    return { kind: 'ok', header, cursor: { ...start }, commits: [], stop: 'checksum-mismatch' };
+    return { kind: 'ok', header, cursor: { ...start }, commits: [], stop: 'checksum-mismatch', uncommittedFrames: 0 };
   }
   const r = await walk(fh, {
     pageSize: header.pageSize,
@@ -258,7 +261,7 @@ async function scanOpen(fh: FileHandle, from: WalCursor | null, opts: WalScanOpt
     label,
   });
   const cursor: WalCursor = { ...start, frame: r.commitFrame, checksum1: r.commitS0, checksum2: r.commitS1 };
-  return { kind: 'ok', header, cursor, commits: r.commits, stop: r.stop };
+  return { kind: 'ok', header, cursor, commits: r.commits, stop: r.stop, uncommittedFrames: Math.max(0, r.validFrame - r.commitFrame) };
 }
 
 /** scanWal over an already-open file handle (the caller keeps ownership of it). */

@@ -3,8 +3,10 @@
  * stands in for the app (WAL mode, no auto-checkpoint: the test decides when the app checkpoints),
  * with pitr's SourceDb, a spool in a directory and a Capture on a new generation.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { SourceDb } from '../../src/db/source-db.js';
@@ -26,8 +28,8 @@ export interface CaptureLab {
   close(): void;
 }
 
-/** In `dir` (which must exist): app.db created with `schema`, then a capture of it (checkpoints, truncation and resets off). */
-export async function openCaptureLab(dir: string, schema: string): Promise<CaptureLab> {
+/** In `dir` (which must exist): app.db created with `schema`, then a capture of it (checkpoints and resets off; truncation off unless `truncateBytes`). */
+export async function openCaptureLab(dir: string, schema: string, opts: { truncateBytes?: number } = {}): Promise<CaptureLab> {
   const dbPath = join(dir, 'app.db');
   const spoolDir = join(dir, 'spool');
   const stateDir = join(dir, 'state');
@@ -42,7 +44,7 @@ export async function openCaptureLab(dir: string, schema: string): Promise<Captu
   const { capture } = await Capture.start(
     src,
     spool,
-    { dbPath, stateDir, checkpointFrames: 1e9, truncateBytes: 0, resetBytes: 0, log: silentLogger },
+    { dbPath, stateDir, checkpointFrames: 1e9, truncateBytes: opts.truncateBytes ?? 0, resetBytes: 0, log: silentLogger },
     null,
     0,
   );
@@ -59,4 +61,21 @@ export async function openCaptureLab(dir: string, schema: string): Promise<Captu
       app.close();
     },
   };
+}
+
+/**
+ * For a describe block: a temp directory made before its tests and removed after them, and the
+ * lab opened in it (once per block) closed first.
+ */
+export function captureLabPerBlock(prefix: string): { open: (schema: string, opts?: { truncateBytes?: number }) => Promise<CaptureLab> } {
+  let dir = '';
+  let lab: CaptureLab | undefined;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), `pitr-${prefix}-`));
+  });
+  after(() => {
+    lab?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { open: async (schema, opts) => (lab = await openCaptureLab(dir, schema, opts)) };
 }

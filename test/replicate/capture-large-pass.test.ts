@@ -7,28 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { decodeSegment, iterateTransactions } from '../../src/segment/index.js';
-import { openCaptureLab, type CaptureLab } from './capture-lab.js';
+import { captureLabPerBlock } from './capture-lab.js';
 
 describe('a capture pass larger than one spool entry', () => {
-  let dir = '';
-  let lab: CaptureLab | undefined;
-
-  before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'pitr-capture-large-'));
-  });
-
-  after(() => {
-    lab?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const labs = captureLabPerBlock('capture-large');
 
   it('spools several entries whose pages are exactly the WAL frames, in order', async () => {
-    lab = await openCaptureLab(dir, 'CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)');
+    const lab = await labs.open('CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)');
     const { app, capture, spool, spoolDir, dbPath, startTxid } = lab;
     const walFramesBefore = walFrames(dbPath).length;
 

@@ -7,27 +7,16 @@
  * those frames. Real SQLite connections in this process stand in for the app.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { openCaptureLab, type CaptureLab } from './capture-lab.js';
+import { describe, it } from 'node:test';
+import { captureLabPerBlock } from './capture-lab.js';
 
 describe('capture after a failed pass', () => {
-  let dir = '';
-  let lab: CaptureLab | undefined;
-
-  before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'pitr-capture-retry-'));
-  });
-
-  after(() => {
-    lab?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const labs = captureLabPerBlock('capture-retry');
 
   it('catches up before it moves the read mark again, so no commit is lost', async () => {
-    lab = await openCaptureLab(dir, 'CREATE TABLE t (x TEXT)');
+    const lab = await labs.open('CREATE TABLE t (x TEXT)');
     const { app, capture, spoolDir, startTxid } = lab;
 
     app.exec("INSERT INTO t VALUES ('a')");

@@ -6,7 +6,8 @@ import type { Readable } from 'node:stream';
 
 import { errnoCode, isPitrError, PitrError } from '../../errors.js';
 import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
-import { TEMP_PREFIX, bodyChunks, checkRange, keyProblem, messageOf, releaseBody, sortByKey } from '../storage-keys.js';
+import { TEMP_PREFIX, checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
+import { bodyChunks, releaseBody } from '../put-body.js';
 import { fsyncDir, writeLocalFileDurably } from '../../util/fs-atomic.js';
 
 /** Bytes per read of a getStream. */

@@ -20,7 +20,8 @@ import { uploadObject, type SendCommand } from './multipart-upload.js';
 import { isPitrError, PitrError } from '../../errors.js';
 import type { S3ReplicaUrl } from '../open-storage.js';
 import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
-import { bodyChunks, checkRange, keyProblem, messageOf, releaseBody, sortByKey } from '../storage-keys.js';
+import { checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
+import { bodyChunks, releaseBody } from '../put-body.js';
 
 /** Byte bodies up to this size go up in one PutObject; larger ones, and streams longer than a part, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;

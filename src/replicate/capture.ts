@@ -87,6 +87,8 @@ const RESET_ATTEMPTS = 3;
 
 /** Largest uncompressed spool entry; bigger passes are cut at a transaction boundary. */
 const SPOOL_ENTRY_BYTES = 32 << 20;
+/** Largest segment body buffer kept for the next one (normal bodies stay near SPOOL_ENTRY_BYTES). */
+const SPARE_BODY_MAX_BYTES = 2 * SPOOL_ENTRY_BYTES;
 
 /**
  * Capture: turns committed WAL frames into durable spool entries, one txid per commit.
@@ -525,8 +527,10 @@ export class Capture {
           body,
           { compress: !raw },
         );
-        // The spool has compressed or copied the body by now: the next builder may overwrite it.
-        this.spareBody = builder.buffer;
+        // The spool has compressed or copied the body by now: the next builder may overwrite it. Not
+        // one grown for a single huge transaction: under steady writes no quiet moment drops it, and
+        // the agent would hold that transaction's size for as long as the writes go on.
+        this.spareBody = builder.buffer.length <= SPARE_BODY_MAX_BYTES ? builder.buffer : undefined;
         bytes += body.length;
         left -= body.length;
         builder = nextBuilder();

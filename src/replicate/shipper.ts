@@ -378,6 +378,15 @@ export class Shipper {
   private async uploadSegments(gen: string, pending: readonly SegmentEntry[]): Promise<void> {
     this.lastUploadAt = Date.now();
     const max = this.opts.maxSegmentBytes ?? 64 << 20;
+    const head = pending[0] as SegmentEntry;
+    // An entry stored larger than a merged upload may be can only come from one huge transaction
+    // and goes up alone anyway: as it is in the spool, streamed and verified on the way. Read
+    // whole and joined, it cost the agent its size once more (a 300 MB transaction: 303 MB).
+    if (head.size > max && (await this.spool.readSegmentHeader(head)).compression === 'zstd') {
+      await this.replica.put(segmentKey(gen, head.firstTxid, head.lastTxid, head.firstTime, head.lastTime), this.spool.streamStored(head), { size: head.size });
+      this.shipped(gen, head, head.size);
+      return;
+    }
     const parts: StoredSegment[] = [];
     const entries: SegmentEntry[] = [];
     let bodyBytes = 0;
@@ -394,14 +403,19 @@ export class Shipper {
     for (let i = 0; i < parts.length; i++) parts[i] = await joinablePart(parts[i] as StoredSegment, entries[i] as SegmentEntry);
     const bytes = await joinSegments(parts);
     await this.replica.put(segmentKey(gen, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime), bytes);
+    this.shipped(gen, last, bytes.length);
+  }
+
+  /** Bookkeeping after the segments of `gen` up to `last` reached the replica as one object of `bytes`. */
+  private shipped(gen: string, last: SegmentEntry, bytes: number): void {
     const r = this.remote.get(gen) as RemoteGeneration;
     r.chainEnd = last.lastTxid;
     r.chainEndTime = last.lastTime;
-    this.stats.bytesShipped += bytes.length;
+    this.stats.bytesShipped += bytes;
     this.stats.objectsShipped++;
     this.stats.lastShippedTxid = last.lastTxid;
     this.stats.lastShippedTime = last.lastTime;
-    this.opts.events?.uploaded('segment', bytes.length);
+    this.opts.events?.uploaded('segment', bytes);
     this.opts.onShipped();
   }
 }

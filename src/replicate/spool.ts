@@ -1,8 +1,12 @@
 import type { FileStorage } from '../storage/file/file-storage.js';
 import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey, snapshotKey } from '../segment/object-names.js';
-import { encodeSegment, readStoredSegment, type StoredSegment } from '../segment/segment-codec.js';
+import { encodeSegment, encodeSegmentChunks, readSegmentHeader, readStoredSegment, verifiedStoredChunks, type StoredSegment } from '../segment/segment-codec.js';
+import type { SegmentHeader } from '../segment/segment-types.js';
 import type { SegmentHeaderInput } from '../segment/segment-codec.js';
+
+/** Segment bodies larger than this (only a single huge transaction makes one) are spooled streaming. */
+const STREAM_BODIES_OVER = 64 << 20;
 
 /**
  * The local, durable queue between capture and the shippers. Its layout is a replica's layout
@@ -16,8 +20,12 @@ export class Spool {
   private snapshots = new Map<string, SnapshotEntry[]>();
   private bytes = 0;
 
-  constructor(store: FileStorage) {
+  /** Bodies over this many bytes are compressed into the spool file as they go (see addSegment). */
+  private readonly streamBodiesOver: number;
+
+  constructor(store: FileStorage, opts: { streamBodiesOver?: number } = {}) {
     this.store = store;
+    this.streamBodiesOver = opts.streamBodiesOver ?? STREAM_BODIES_OVER;
   }
 
   /** Rebuild the in-memory index from disk (at startup). */
@@ -42,15 +50,29 @@ export class Spool {
    */
   async addSegment(h: Omit<SegmentHeaderInput, 'compression'>, body: Uint8Array, opts?: { compress?: boolean }): Promise<SegmentEntry> {
     const compression = opts?.compress === false ? 'none' : 'zstd';
-    const bytes = await encodeSegment({ ...h, compression }, body, { joinable: true });
     const key = segmentKey(h.generation, h.firstTxid, h.lastTxid, h.firstTime, h.lastTime);
-    await this.store.put(key, bytes);
-    const entry: SegmentEntry = { key, size: bytes.length, ...pick(h) };
+    let size = 0;
+    if (compression === 'zstd' && body.length > this.streamBodiesOver) {
+      // One huge transaction: its compressed copy would cost its size once more (309 MB for a
+      // 300 MB incompressible one), so it goes to the file frame by frame from one buffer.
+      const counted = async function* (chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+        for await (const c of chunks) {
+          size += c.length;
+          yield c;
+        }
+      };
+      await this.store.put(key, counted(encodeSegmentChunks(h, body)));
+    } else {
+      const bytes = await encodeSegment({ ...h, compression }, body, { joinable: true });
+      await this.store.put(key, bytes);
+      size = bytes.length;
+    }
+    const entry: SegmentEntry = { key, size, ...pick(h) };
     const list = this.segments.get(h.generation) ?? [];
     list.push(entry);
     list.sort((a, b) => a.firstTxid - b.firstTxid);
     this.segments.set(h.generation, list);
-    this.bytes += bytes.length;
+    this.bytes += size;
     return entry;
   }
 
@@ -96,6 +118,16 @@ export class Spool {
   /** Read and verify (checksum and header) a spooled segment, leaving its body compressed. */
   async readStored(entry: SegmentEntry): Promise<StoredSegment> {
     return readStoredSegment(await this.store.get(entry.key), `spool ${entry.key}`);
+  }
+
+  /** A spooled segment's header alone (no checksum: streamStored checks that). */
+  async readSegmentHeader(entry: SegmentEntry): Promise<SegmentHeader> {
+    return readSegmentHeader(await this.store.get(entry.key, { range: { start: 0, end: 4095 } }), `spool ${entry.key}`);
+  }
+
+  /** A spooled segment as it is stored, as lent chunks, its checksum verified before the last one. */
+  streamStored(entry: SegmentEntry): AsyncGenerator<Uint8Array> {
+    return verifiedStoredChunks(this.store.readChunks(entry.key), entry.size, `spool ${entry.key}`);
   }
 
   /** A spooled snapshot's bytes as lent chunks (two reused buffers), for a put() body. */

@@ -20,6 +20,7 @@ import {
   failCorrupt,
   failRange,
   generationField,
+  hashUpdate,
   hex64,
   intField,
   knownVersion,
@@ -31,6 +32,7 @@ import {
   unpackHeader,
   unsupportedVersion,
   writeU64BE,
+  xxhashApi,
 } from './framing.js';
 import { COMMIT_RECORD_LENGTH, RECORD_TAG_LENGTH, getU53 } from './segment-body.js';
 import { parseObjectKey } from './object-names.js';
@@ -159,16 +161,44 @@ function checkSummaryMatches(h: SegmentHeader, s: BodySummary, fail: Fail): void
  * (checked; RangeError otherwise), so a wrong object is never produced in the first place.
  */
 export async function encodeSegment(h: SegmentHeaderInput, body: Uint8Array, opts?: EncodeSegmentOptions): Promise<Uint8Array> {
-  const fail = failRange('encodeSegment');
-  const header = headerFromRaw(h as unknown as Record<string, unknown>, SEGMENT_FORMAT_VERSION, fail, false);
-  header.bodyLength = body.length;
-  checkSummaryMatches(header, summarizeBody(body, header.pageSize, fail), fail);
+  const header = checkedHeader(h, body);
   const level = opts?.level ?? DEFAULT_DEFLATE_LEVEL;
   checkLevel(level);
 
   if (header.compression === 'zstd') return frameZstdSegment(header, body);
   const stored = header.compression === 'deflate' ? await deflateParallel(body, level, { joinable: opts?.joinable ?? false }) : [body];
   return frameSegment(header, stored);
+}
+
+/** The header of the segment `body` makes; RangeError unless the body holds exactly what `h` names. */
+function checkedHeader(h: SegmentHeaderInput, body: Uint8Array): SegmentHeader {
+  const fail = failRange('encodeSegment');
+  const header = headerFromRaw(h as unknown as Record<string, unknown>, SEGMENT_FORMAT_VERSION, fail, false);
+  header.bodyLength = body.length;
+  checkSummaryMatches(header, summarizeBody(body, header.pageSize, fail), fail);
+  return header;
+}
+
+/**
+ * encodeSegment's zstd object, byte for byte, as lent chunks (see PutBody) for a body too large to
+ * hold twice: each frame is compressed into one reused buffer and handed on from there, the
+ * checksum computed on the way. `body` must not change until the last chunk has been taken.
+ */
+export async function* encodeSegmentChunks(h: Omit<SegmentHeaderInput, 'compression'>, body: Uint8Array): AsyncGenerator<Uint8Array> {
+  const header = checkedHeader({ ...h, compression: 'zstd' }, body);
+  const hasher = (await xxhashApi()).create64();
+  const prefix = encodePrefix(SEGMENT_MAGIC, { ...header });
+  hashUpdate(hasher, prefix);
+  yield prefix;
+  const out = Buffer.allocUnsafe(zstdBound(Math.min(ZSTD_FRAME_BYTES, body.length)));
+  for (let at = 0; at < body.length; at += ZSTD_FRAME_BYTES) {
+    const frame = out.subarray(0, zstdCompressInto(out, body.subarray(at, at + ZSTD_FRAME_BYTES)));
+    hashUpdate(hasher, frame);
+    yield frame;
+  }
+  const trailer = new Uint8Array(TRAILER_LENGTH);
+  writeU64BE(trailer, 0, hasher.digest());
+  yield trailer;
 }
 
 /**
@@ -406,6 +436,39 @@ export async function readStoredSegment(bytes: Uint8Array, name?: string): Promi
   if (stored !== computed) throw checksumFailure(bytes, name, stored, computed);
   const { header, end } = parseHeader(bytes, name);
   return { header, stored: bytes.subarray(end, trailerAt), bytes };
+}
+
+/**
+ * A stored segment's bytes passed on as they are read (lent chunks pass through, see PutBody),
+ * checked the way readStoredSegment checks them: the magic, and the checksum of everything before
+ * the trailer against the trailer. The checksum is known before the last chunk is handed on, so a
+ * put fed from here never completes a corrupt object. For entries too large to read whole.
+ */
+export async function* verifiedStoredChunks(chunks: AsyncIterable<Uint8Array>, size: number, name: string): AsyncGenerator<Uint8Array> {
+  if (size < PREFIX_LENGTH + TRAILER_LENGTH) throw corrupt('segment', name, `truncated: ${size} bytes, smaller than an empty object`);
+  const hasher = (await xxhashApi()).create64();
+  const trailerAt = size - TRAILER_LENGTH;
+  const trailer = new Uint8Array(TRAILER_LENGTH);
+  const prefix = new Uint8Array(PREFIX_LENGTH);
+  let at = 0;
+  for await (const chunk of chunks) {
+    if (at < PREFIX_LENGTH) {
+      prefix.set(chunk.subarray(0, PREFIX_LENGTH - at), at);
+      if (at + chunk.length >= PREFIX_LENGTH) checkMagic(prefix, 'segment', name);
+    }
+    const end = at + chunk.length;
+    if (end > size) throw corrupt('segment', name, `longer than the ${size} bytes it was stored with`);
+    if (at < trailerAt) hashUpdate(hasher, chunk.subarray(0, Math.min(chunk.length, trailerAt - at)));
+    if (end > trailerAt) trailer.set(chunk.subarray(Math.max(0, trailerAt - at)), Math.max(0, at - trailerAt));
+    at = end;
+    if (at === size) {
+      const stored = readU64BE(trailer, 0);
+      const computed = hasher.digest();
+      if (stored !== computed) throw corrupt('segment', name, `checksum mismatch (trailer ${hex64(stored)}, computed ${hex64(computed)})`);
+    }
+    yield chunk;
+  }
+  if (at !== size) throw corrupt('segment', name, `truncated: ${at} of its ${size} bytes`);
 }
 
 /**

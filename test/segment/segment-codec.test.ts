@@ -9,10 +9,12 @@ import {
   canJoin,
   decodeSegment,
   encodeSegment,
+  encodeSegmentChunks,
   iterateTransactions,
   joinSegments,
   readSegmentHeader,
   readStoredSegment,
+  verifiedStoredChunks,
   type SegmentHeaderInput,
 } from '../../src/segment/segment-codec.js';
 import type { Compression, TxRecord } from '../../src/segment/segment-types.js';
@@ -175,6 +177,31 @@ describe('segment round trip', () => {
   });
 });
 
+describe('encodeSegmentChunks (a huge transaction spooled frame by frame)', () => {
+  it('makes encodeSegment\'s zstd object byte for byte, over several frames from one reused buffer', async () => {
+    // 2,500 pages of 4 KiB: ~10 MiB of body, three 4 MiB frames.
+    const big: TxSpec[] = [{ txid: 9, time: T0, dbSize: 2500, pages: Array.from({ length: 2500 }, (_, i) => [i + 1, i * 31] as [number, number]) }];
+    for (const [pageSize, txs] of [[512, sampleTxs(7, 4)], [4096, big]] as const) {
+      const body = buildBody(pageSize, txs);
+      const h = headerFor(pageSize, txs, 'zstd');
+      const parts: Buffer[] = [];
+      const buffers = new Set<ArrayBufferLike>();
+      for await (const c of encodeSegmentChunks(h, body)) {
+        parts.push(Buffer.from(c));
+        buffers.add(c.buffer);
+      }
+      assert.ok(bytesEqual(Buffer.concat(parts), await encodeSegment(h, body)));
+      if (txs === big) assert.ok(parts.length >= 5 && buffers.size <= 3, `${parts.length} chunks from ${buffers.size} buffers`);
+    }
+  });
+
+  it('refuses a header that does not match the body, before anything is handed on', async () => {
+    const txs = sampleTxs(7, 4);
+    const chunks = encodeSegmentChunks({ ...headerFor(512, txs, 'zstd'), lastTxid: 99 }, buildBody(512, txs));
+    await assert.rejects(chunks.next(), RangeError);
+  });
+});
+
 describe('segment corruption', () => {
   for (const compression of ['none', 'deflate', 'zstd'] as const) {
     it(`flipping any single bit of any byte is detected (${compression})`, async () => {
@@ -196,6 +223,48 @@ describe('segment corruption', () => {
       }
     });
   }
+
+  describe('verifiedStoredChunks (a large spool entry streamed to a replica)', () => {
+    /** `bytes` in chunks of `size` from one reused buffer, as FileStorage.readChunks lends them; `handed`: bytes passed on (also on the error). */
+    const streamed = async (bytes: Uint8Array, size: number, listed = bytes.length): Promise<{ out: Buffer; handed: number }> => {
+      async function* lend(): AsyncGenerator<Uint8Array> {
+        const buf = Buffer.alloc(size);
+        for (let at = 0; at < bytes.length; at += size) {
+          const n = Math.min(size, bytes.length - at);
+          buf.set(bytes.subarray(at, at + n));
+          yield buf.subarray(0, n);
+        }
+      }
+      const got: Buffer[] = [];
+      try {
+        for await (const c of verifiedStoredChunks(lend(), listed, NAME)) got.push(Buffer.from(c));
+      } catch (err) {
+        (err as { handed?: number }).handed = got.reduce((n, c) => n + c.length, 0);
+        throw err;
+      }
+      return { out: Buffer.concat(got), handed: got.reduce((n, c) => n + c.length, 0) };
+    };
+
+    it('passes the stored bytes on unchanged, whatever the chunk size (the trailer split across chunks too)', async () => {
+      const bytes = await segmentOf(512, sampleTxs(7, 4), 'zstd');
+      for (const size of [1, 3, 7, 64, bytes.length - 4, bytes.length]) {
+        const { out } = await streamed(bytes, size);
+        assert.ok(bytesEqual(out, bytes), `chunks of ${size}`);
+      }
+    });
+
+    it('a flipped byte or a wrong length fails before the last chunk is handed on', async () => {
+      const bytes = await segmentOf(512, sampleTxs(7, 4), 'zstd');
+      for (const i of [0, 40, bytes.length >> 1, bytes.length - 1]) {
+        const bad = Uint8Array.from(bytes);
+        bad[i]! ^= 0x10;
+        const err = await rejectsCorrupt(streamed(bad, 16), NAME);
+        assert.ok((err as { handed?: number }).handed! < bytes.length, `byte ${i}: the object never completes`);
+      }
+      await rejectsCorrupt(streamed(bytes.subarray(0, bytes.length - 1), 16, bytes.length), NAME, /truncated/);
+      await rejectsCorrupt(streamed(bytes, 16, bytes.length - 1), NAME, /longer/);
+    });
+  });
 
   it('says "truncated" when a stored body is cut short', async () => {
     const bytes = await segmentOf(512, sampleTxs(1, 3), 'none');

@@ -99,6 +99,9 @@ export interface AgentResult {
   clean: boolean;
 }
 
+/** How often a long snapshot logs its progress. */
+const SNAPSHOT_PROGRESS_LOG_MS = 30_000;
+
 /**
  * The sidecar: waits for the database, opens the capture chain (continuing or starting a
  * generation), captures on every WAL change, snapshots on schedule, ships to every replica,
@@ -524,7 +527,20 @@ export class Agent {
     });
     const { view, pin, walBefore } = callerHoldsLock ? await take() : await this.withLock(take);
     const started = Date.now();
-    const entry = await writeSnapshotToSpool({ dbPath: this.opts.dbPath, view, pin, spool: this.spool });
+    // A snapshot of a large database takes minutes: say how far it is now and then.
+    let loggedAt = started;
+    const onPages = (done: number): void => {
+      const now = Date.now();
+      if (now - loggedAt < SNAPSHOT_PROGRESS_LOG_MS) return;
+      loggedAt = now;
+      this.log.info('snapshot in progress', {
+        pages: done,
+        of: view.dbSizePages,
+        done: `${Math.floor((100 * done) / view.dbSizePages)}%`,
+        elapsed: formatDuration(now - started),
+      });
+    };
+    const entry = await writeSnapshotToSpool({ dbPath: this.opts.dbPath, view, pin, spool: this.spool, onPages });
     // What was captured while the snapshot was written comes after its state: it still counts.
     this.walSinceSnapshot = Math.max(0, this.walSinceSnapshot - walBefore);
     this.lastSnapshotAt = Date.now();

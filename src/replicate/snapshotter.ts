@@ -28,6 +28,8 @@ export async function writeSnapshotToSpool(args: {
   pin: ReadPin;
   spool: Spool;
   signal?: AbortSignal;
+  /** Told the pages read so far (of view.dbSizePages) after every chunk of them, for progress. */
+  onPages?: (done: number) => void;
 }): Promise<SnapshotEntry> {
   const { view, pin, spool } = args;
   let db: DbFileRef | undefined;
@@ -73,6 +75,7 @@ export async function writeSnapshotToSpool(args: {
       }
       chunkFirst = first;
       chunkCount = count;
+      args.onPages?.(first + count - 1);
     };
 
     const nextPage = (pgno: number): Uint8Array => {

@@ -51,17 +51,11 @@ export class Spool {
   async addSegment(h: Omit<SegmentHeaderInput, 'compression'>, body: Uint8Array, opts?: { compress?: boolean }): Promise<SegmentEntry> {
     const compression = opts?.compress === false ? 'none' : 'zstd';
     const key = segmentKey(h.generation, h.firstTxid, h.lastTxid, h.firstTime, h.lastTime);
-    let size = 0;
+    let size: number;
     if (compression === 'zstd' && body.length > this.streamBodiesOver) {
       // One huge transaction: its compressed copy would cost its size once more (309 MB for a
       // 300 MB incompressible one), so it goes to the file frame by frame from one buffer.
-      const counted = async function* (chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-        for await (const c of chunks) {
-          size += c.length;
-          yield c;
-        }
-      };
-      await this.store.put(key, counted(encodeSegmentChunks(h, body)));
+      size = await this.putStreamed(key, encodeSegmentChunks(h, body));
     } else {
       const bytes = await encodeSegment({ ...h, compression }, body, { joinable: true });
       await this.store.put(key, bytes);
@@ -79,15 +73,26 @@ export class Spool {
   /** Durably add a snapshot streamed from `body` (its chunks may be lent, see PutBody). */
   async addSnapshot(generation: string, txid: number, commitTime: number, body: AsyncIterable<Uint8Array>): Promise<SnapshotEntry> {
     const key = snapshotKey(generation, txid, commitTime);
-    await this.store.put(key, body);
-    const info = (await this.store.list(key)).find((o) => o.key === key);
-    const entry: SnapshotEntry = { key, size: info?.size ?? 0, generation, txid, commitTime };
+    const entry: SnapshotEntry = { key, size: await this.putStreamed(key, body), generation, txid, commitTime };
     const list = this.snapshots.get(generation) ?? [];
     list.push(entry);
     list.sort((a, b) => a.txid - b.txid);
     this.snapshots.set(generation, list);
     this.bytes += entry.size;
     return entry;
+  }
+
+  /** Durably store a streamed body (chunks may be lent); returns its size, counted on the way. */
+  private async putStreamed(key: string, body: AsyncIterable<Uint8Array>): Promise<number> {
+    let size = 0;
+    async function* counted(): AsyncGenerator<Uint8Array> {
+      for await (const c of body) {
+        size += c.length;
+        yield c;
+      }
+    }
+    await this.store.put(key, counted());
+    return size;
   }
 
   generations(): string[] {
@@ -131,8 +136,8 @@ export class Spool {
   }
 
   /** A spooled snapshot's bytes as lent chunks (two reused buffers), for a put() body. */
-  readSnapshot(entry: SnapshotEntry, opts?: { signal?: AbortSignal }): AsyncGenerator<Uint8Array> {
-    return this.store.readChunks(entry.key, opts);
+  readSnapshot(entry: SnapshotEntry): AsyncGenerator<Uint8Array> {
+    return this.store.readChunks(entry.key);
   }
 
   /** Remove entries every replica is done with. */

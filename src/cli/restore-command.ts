@@ -50,8 +50,9 @@ export function restoreCommand(): Command {
         if (!flags.output) throw new PitrError('USAGE', 'missing -o OUT', 'pass the path of the database to write');
         const storage = await openStorage(replicaUrl);
         const progress = ProgressLine.fromFlag(flags.progress);
+        let result: RestoreResult;
         try {
-          const result = await restore({
+          result = await restore({
             storage,
             output: flags.output,
             target,
@@ -59,12 +60,11 @@ export function restoreCommand(): Command {
             dryRun: flags.dryRun ?? false,
             ...(progress ? { onProgress: (p: RestoreProgress) => showProgress(progress, p) } : {}),
           });
-          progress?.clear();
-          print(result, flags.json ?? false);
         } finally {
           progress?.clear();
           await storage.close();
         }
+        print(result, flags.json ?? false);
       } catch (err) {
         process.exitCode = reportError(err);
       }

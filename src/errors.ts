@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'DB_IS_DIRECTORY'
   | 'DB_NOT_WAL'
   | 'DB_OPEN_FAILED'
+  | 'DB_FILES_CHANGED'
   | 'WAL_INVALID'
   | 'REPLICA_URL_INVALID'
   | 'REPLICA_NOT_FOUND'

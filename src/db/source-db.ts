@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { PitrError } from '../errors.js';
 import { readDbFileInfo, type DbFileInfo } from './db-file.js';
 import { acquireDbFile, type DbFileRef } from './db-file-handle.js';
+import { FileGuard, filesChanged } from './file-guard.js';
 
 export type CheckpointMode = 'PASSIVE' | 'FULL' | 'RESTART' | 'TRUNCATE';
 
@@ -58,15 +59,18 @@ export class SourceDb {
    * descriptor of the database file, which would drop SQLite's locks (see db-file-handle.ts).
    */
   private readonly file: DbFileRef;
+  /** Whether the database, -wal and -shm at their paths are still the files these connections use. */
+  readonly guard: FileGuard;
   private closed = false;
 
-  private constructor(path: string, info: DbFileInfo, readers: Reader[], writer: Database.Database, locker: Database.Database, file: DbFileRef) {
+  private constructor(path: string, info: DbFileInfo, readers: Reader[], writer: Database.Database, locker: Database.Database, file: DbFileRef, guard: FileGuard) {
     this.path = path;
     this.info = info;
     this.readers = readers;
     this.writer = writer;
     this.locker = locker;
     this.file = file;
+    this.guard = guard;
   }
 
   /**
@@ -127,15 +131,28 @@ export class SourceDb {
         const conn = openConn(path, true);
         readers.push({ conn, inTx: false, pins: 0 });
         conn.pragma('busy_timeout = 5000');
+        // SQLite opens a connection's -wal at its first read: do it now, so that every file the
+        // connections will ever use is open when the guard records them.
+        conn.prepare('SELECT count(*) FROM sqlite_schema').pluck().get();
       }
+      const guard = FileGuard.open(path, file.fh.fd);
+      if (typeof guard === 'string') throw filesChanged(guard);
+      return new SourceDb(path, info, readers, writer, locker, file, guard);
     } catch (err) {
-      // The agent retries opening on every change: leave no connections behind each time.
-      for (const r of readers) r.conn.close();
+      // The agent retries opening on every change: leave no connections behind each time. The
+      // read-write ones first, while the readers' locks keep them from being the last connection
+      // (SQLite checkpoints and deletes the WAL when the last one closes).
       locker?.close();
       writer.close();
+      for (const r of readers) r.conn.close();
       throw err;
     }
-    return new SourceDb(path, info, readers, writer, locker, file);
+  }
+
+  /** Throws DB_FILES_CHANGED when the files at the database's paths are not the ones these connections use. */
+  assertFiles(): void {
+    const problem = this.guard.identityProblem();
+    if (problem) throw filesChanged(problem);
   }
 
   /**
@@ -146,6 +163,7 @@ export class SourceDb {
    */
   advanceRead(): void {
     this.assertOpen();
+    this.assertFiles();
     const next = this.readers.find((r) => r !== this.current && !r.inTx);
     if (!next) {
       throw new PitrError('DB_OPEN_FAILED', 'no free reader connection (internal: too many pinned snapshots)', 'report this as a bug');
@@ -175,6 +193,7 @@ export class SourceDb {
         if (released) return;
         released = true;
         reader.pins--;
+        if (this.closed) return; // close() ended every transaction
         if (reader.pins === 0 && reader !== this.current) this.endTx(reader);
       },
     };
@@ -205,6 +224,7 @@ export class SourceDb {
    */
   lockWriters(busyTimeoutMs: number): WriteLock | null {
     this.assertOpen();
+    this.assertFiles();
     this.locker.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     try {
       this.locker.exec('BEGIN IMMEDIATE');
@@ -228,6 +248,9 @@ export class SourceDb {
    */
   checkpoint(mode: CheckpointMode, busyTimeoutMs = 50): CheckpointResult {
     this.assertOpen();
+    // Synchronously before the checkpoint: through a -wal or -shm that is no longer the file at its
+    // path, a checkpoint copies stale frames into whatever file is at the database's path now.
+    this.assertFiles();
     this.writer.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     const start = performance.now();
     const row = this.writer.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number };
@@ -249,15 +272,6 @@ export class SourceDb {
     for (const r of this.readers) if (r.inTx) this.endTx(r);
     this.current = null;
     return true;
-  }
-
-  /**
-   * SQLite's data_version as seen by the checkpoint connection: it changes when another
-   * connection commits, and not for this connection's own checkpoints.
-   */
-  dataVersion(): number {
-    this.assertOpen();
-    return Number(this.writer.pragma('data_version', { simple: true }));
   }
 
   /** End every transaction and close. The read-write connections close first so neither is ever the last one. */

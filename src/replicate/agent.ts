@@ -30,6 +30,12 @@ import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL
  * sustained writes; measured at 1,000 commits/s and flat out in bench/ (lag and overhead suites).
  */
 const MIN_PASS_GAP_MS = 25;
+/**
+ * How long the database's files must stay unchanged after they changed under the agent before it
+ * opens them again: an operator's restore is several commands, and a snapshot of a file still being
+ * copied would be dropped anyway (Spool.addSnapshot's check).
+ */
+const SETTLE_MS = 1000;
 /** Safety-net stat of the WAL (schedulePoll): without a working watcher, and beside one. */
 const POLL_MS = 1000;
 const POLL_BESIDE_WATCHER_MS = 5000;
@@ -148,6 +154,8 @@ export class Agent {
   /** When a WAL change was first seen that no finished pass has covered yet (0 = none). */
   private changeSeenAt = 0;
   private readonly lagging = new Set<string>();
+  /** While reopenPending: the files' signature and since when it has not changed. */
+  private settle: { sig: string; since: number } | undefined;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ db: opts.dbPath });
@@ -346,6 +354,16 @@ export class Agent {
     return `${this.opts.dbPath}-wal`;
   }
 
+  /** The database's, -wal's and -shm's identities, sizes and mtimes, as one comparable string. */
+  private filesSignature(): string {
+    return ['', '-wal', '-shm']
+      .map((suffix) => {
+        const st = statSync(`${this.opts.dbPath}${suffix}`, { throwIfNoEntry: false });
+        return st ? `${st.ino}:${st.size}:${st.mtimeMs}` : 'missing';
+      })
+      .join('/');
+  }
+
   /**
    * The WAL's identity, size and mtime, as one comparable string ('missing' when absent).
    * Synchronous: a stat of a local file takes microseconds, and the thread-pool round trip of the
@@ -436,17 +454,35 @@ export class Agent {
     if (!capture) return;
     try {
       if (this.reopenPending) {
-        // The database went away or was replaced; reopen once it is back (each change retries).
+        if (this.stopping) return;
+        // The files changed under the agent: start over once they have stopped changing (an
+        // operator's restore is several steps: rm, cp, start the app). Each change retries.
+        const sig = this.filesSignature();
+        if (this.settle === undefined || sig !== this.settle.sig) this.settle = { sig, since: Date.now() };
+        const wait = this.settle.since + SETTLE_MS - Date.now();
+        if (wait > 0) {
+          this.passLater('retry', wait);
+          return;
+        }
         await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), true);
         this.reopenPending = false;
+        this.settle = undefined;
         return;
       }
       const r = await capture.pass();
       if (r.broken) {
-        this.log.warn(`continuity lost: ${r.broken}; starting a new generation`, { generation: capture.state.generation });
+        // Let go of every connection at once, writing nothing: they may no longer use the files at
+        // the database's paths, and any checkpoint through them could damage the new file.
+        this.db?.close();
+        this.db = undefined;
         this.reopenPending = true;
-        await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), true);
-        this.reopenPending = false;
+        this.settle = { sig: this.filesSignature(), since: Date.now() };
+        this.log.warn(`continuity lost: ${r.broken}; pitr let go of the database and starts a new generation once its files have been unchanged for ${formatDuration(SETTLE_MS)}`, {
+          generation: capture.state.generation,
+          txid: capture.state.lastTxid,
+        });
+        this.notifyShippers();
+        this.passLater('retry', SETTLE_MS);
         return;
       }
       if (r.checkpoint) this.metrics?.checkpointed(r.checkpoint.mode, r.checkpoint.busy, r.checkpoint.durationMs / 1000);
@@ -466,6 +502,9 @@ export class Agent {
     } catch (err) {
       // Committed frames may be waiting in the WAL; an idle app would never trigger another pass.
       this.log.error('capture pass failed; retrying in 1s', { err });
+      // What the pass spooled before it failed (the spool's disk full, say) is durable: ship it,
+      // which is also what frees the spool.
+      this.notifyShippers();
       this.passLater('retry', 1000);
     }
   }
@@ -540,7 +579,7 @@ export class Agent {
         elapsed: formatDuration(now - started),
       });
     };
-    const entry = await writeSnapshotToSpool({ dbPath: this.opts.dbPath, view, pin, spool: this.spool, onPages });
+    const entry = await writeSnapshotToSpool({ dbPath: this.opts.dbPath, view, pin, spool: this.spool, onPages, check: () => capture.assertFiles() });
     // What was captured while the snapshot was written comes after its state: it still counts.
     this.walSinceSnapshot = Math.max(0, this.walSinceSnapshot - walBefore);
     this.lastSnapshotAt = Date.now();

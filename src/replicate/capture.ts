@@ -1,10 +1,12 @@
 import { open, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PitrError, errnoCode } from '../errors.js';
+import { PitrError, errnoCode, isPitrError } from '../errors.js';
 import type { SourceDb, CheckpointResult } from '../db/source-db.js';
-import { dbIdentity, readDbFileInfo } from '../db/db-file.js';
+import { readDbFileInfo } from '../db/db-file.js';
+import { filesChanged } from '../db/file-guard.js';
 import { scanWal, verifyWalPrefix, type WalCommit, type WalScanResult } from '../wal/wal-scan.js';
 import { readWalPages } from '../wal/wal-frames.js';
+import { WAL_FRAME_HEADER_SIZE, frameOffset, frameSize } from '../wal/wal-format.js';
 import { cursorAtHeader, sameWalIncarnation, type WalCursor } from '../wal/wal-cursor.js';
 import { SegmentBodyBuilder } from '../segment/segment-builder.js';
 import { newGenerationId } from '../segment/object-names.js';
@@ -87,6 +89,11 @@ const RESET_ATTEMPTS = 3;
 
 /** Largest uncompressed spool entry; bigger passes are cut at a transaction boundary. */
 const SPOOL_ENTRY_BYTES = 32 << 20;
+/**
+ * After the spool's disk refused an entry, capture tries smaller ones, down to this (a single
+ * larger transaction is still one entry): on a nearly full disk, progress comes in what fits.
+ */
+const MIN_SPOOL_ENTRY_BYTES = 256 << 10;
 /** Largest segment body buffer kept for the next one (normal bodies stay near SPOOL_ENTRY_BYTES). */
 const SPARE_BODY_MAX_BYTES = 2 * SPOOL_ENTRY_BYTES;
 
@@ -106,6 +113,10 @@ export class Capture {
   private markAhead = false;
   /** The WAL incarnation (salts) and time of the last complete reset (see resetWorthTrying). */
   private lastReset: { salt1: number; salt2: number; at: number } | undefined;
+  /** Current cut size of spool entries: SPOOL_ENTRY_BYTES, less after the disk was full. */
+  private entryBytes = SPOOL_ENTRY_BYTES;
+  /** Valid frames after the last commit at the last scan: a writer inside a transaction. */
+  private uncommittedFrames = 0;
   private readonly identity: { dev: number; ino: number };
   /** A finished segment body's buffer, which the next one is built in (see SegmentBodyBuilder.buffer); dropped when writes pause. */
   private spareBody: Uint8Array | undefined;
@@ -152,6 +163,10 @@ export class Capture {
     }
     const commits = scan.kind === 'ok' ? scan.commits : [];
     const cursor = scan.kind === 'ok' ? scan.cursor : null;
+    // What a checkpoint may have put in the file's header so far: its header now, and every page 1
+    // in the WAL up to our read mark (see FileGuard).
+    db.guard.noteCurrentHeader();
+    await notePageOneFrames(db, walPath, commits);
     const lastCommit = commits[commits.length - 1];
     // Without commits in the WAL the size comes from the file header, read now, under the read
     // transaction: the header read when the database was opened may predate a checkpoint.
@@ -191,7 +206,15 @@ export class Capture {
    * checkpoint when the WAL is long and fully spooled.
    */
   async pass(): Promise<PassResult> {
-    const r = await this.passSteps();
+    let r: PassResult;
+    try {
+      r = await this.passSteps();
+    } catch (err) {
+      // The files changed under pitr (see FileGuard): whatever this pass spooled before it noticed
+      // is durable and saved; nothing more may be read or checkpointed through these connections.
+      if (!isPitrError(err, 'DB_FILES_CHANGED')) throw err;
+      return { transactions: 0, bytes: 0, broken: err.message };
+    }
     // Quiet is measured from the end of the last pass that captured or reset, not from its start:
     // a long pass, or a reset that held the app's writers (they then sleep in their busy handler),
     // left the next pass seeing no commit for a while, and the TRUNCATE it then took stalled an app
@@ -201,11 +224,8 @@ export class Capture {
   }
 
   private async passSteps(): Promise<PassResult> {
-    const id = await dbIdentity(this.opts.dbPath);
-    if (!id) return { transactions: 0, bytes: 0, broken: 'the database file was removed' };
-    if (id.dev !== this.identity.dev || id.ino !== this.identity.ino) {
-      return { transactions: 0, bytes: 0, broken: 'the database file was replaced' };
-    }
+    const changed = this.db.guard.problem(!this.markAhead);
+    if (changed) return { transactions: 0, bytes: 0, broken: changed };
     const total: PassResult = { transactions: 0, bytes: 0 };
     const add = (r: PassResult): boolean => addPass(total, r);
     // Invariant (see SourceDb): every frame up to the held reader's mark is spooled before the
@@ -218,10 +238,10 @@ export class Capture {
     const quiet = total.transactions === 0 && Date.now() - this.lastCaptureAt >= QUIET_MS;
     if (total.transactions > 0) this.lastCaptureAt = Date.now();
     if (quiet) this.spareBody = undefined;
-    // TRUNCATE only in a quiet moment: its data_version guard cannot tell a commit it missed from
-    // one it read, so under steady writes it would break the generation on every attempt.
+    // TRUNCATE in a quiet moment only: it needs the app's write lock for its checkpoint, and under
+    // steady writes it would only make the app wait. Its safety does not depend on the moment.
     if (quiet && this.opts.truncateBytes > 0 && (await fileSize(this.walPath)) >= this.opts.truncateBytes) {
-      if (!add(await this.truncateWal()) || !add(await this.catchUp())) return total;
+      if (!add(await this.truncateWal())) return total;
     } else if (this.state.cursor && this.state.cursor.frame >= this.opts.checkpointFrames) {
       // Move the mark to the end of what is spooled so the checkpoint may backfill all of it.
       this.advanceRead();
@@ -229,7 +249,7 @@ export class Capture {
       try {
         total.checkpoint = this.db.checkpoint('PASSIVE', 0);
       } catch (err) {
-        this.opts.log.debug('checkpoint skipped', { err });
+        this.checkpointFailed(err);
       }
       if (total.checkpoint && !total.checkpoint.busy && total.checkpoint.checkpointedFrames === total.checkpoint.walFrames) {
         // Fully backfilled: a reader begun now uses no WAL frames, so it does not stop the app's
@@ -303,7 +323,7 @@ export class Capture {
       try {
         this.db.checkpoint('PASSIVE', 0);
       } catch (err) {
-        this.opts.log.debug('checkpoint skipped', { err });
+        this.checkpointFailed(err);
       }
       const locked = await this.resetUnderLock(maxFrames);
       if (locked) {
@@ -341,7 +361,7 @@ export class Capture {
         // app is busy with it, not waiting on our lock. Giving up would waste the reset.
         checkpoint = await this.checkpointPassive(RESET_FINAL_CHECKPOINT_WAIT_MS);
       } catch (err) {
-        this.opts.log.debug('WAL reset checkpoint skipped', { err });
+        this.checkpointFailed(err);
       }
       // Every frame is spooled and none can be added while we hold the lock: the invariant holds.
       this.advanceRead();
@@ -370,8 +390,19 @@ export class Capture {
     }
   }
 
+  /**
+   * A checkpoint that failed (the app holds a lock, an I/O error) is skipped and tried again on a
+   * later pass; one refused because the files changed under pitr ends the pass (see pass()).
+   */
+  private checkpointFailed(err: unknown): void {
+    if (isPitrError(err, 'DB_FILES_CHANGED')) throw err;
+    this.opts.log.debug('checkpoint skipped', { err });
+  }
+
   /** Move the held read mark to the WAL's end (SourceDb.advanceRead); a full catch-up must follow. */
   private advanceRead(): void {
+    // The invariant (see SourceDb): never move the mark past frames not yet spooled.
+    if (this.markAhead) throw new PitrError('WAL_INVALID', `capture of ${this.opts.dbPath} has not read the WAL up to its read mark yet`, 'the next capture pass reads it first; report this if it repeats');
     this.db.advanceRead();
     this.markAhead = true;
   }
@@ -383,12 +414,24 @@ export class Capture {
   private async catchUp(raw = false): Promise<PassResult> {
     let transactions = 0;
     let bytes = 0;
-    for (let round = 0; round < 16; round++) {
-      const res = await scanWal(this.walPath, this.state.cursor);
+    // Bounded pieces: each scan reads about one spool entry's worth and spoolCommits saves the
+    // position after it, so a pass that fails halfway (the spool's disk full) keeps what it did.
+    const maxFrames = Math.max(1, Math.floor(this.entryBytes / frameSize(this.db.info.pageSize)));
+    // A restarted WAL is followed at once; more restarts than this in one catch-up means the
+    // header is being rewritten under us: leave it to the next pass (markAhead stays set).
+    let restarts = 0;
+    while (restarts < 16) {
+      const res = await scanWal(this.walPath, this.state.cursor, { maxFrames });
+      if (res.kind === 'no-wal' || res.kind === 'header-changed') {
+        // Only SQLite may have restarted or truncated the WAL: the -wal at the path must still be
+        // the file our connections use, or this "restart" is a new file (an operator's restore).
+        this.db.assertFiles();
+      }
       if (res.kind === 'no-wal') {
         // Truncated by a checkpoint. Our read transaction kept that from happening before we
         // had read every frame, so the chain continues with the next WAL header.
         if (this.state.cursor) {
+          this.db.guard.walRestarted();
           this.state.cursor = null;
           this.pageMap.clear();
           await this.persist();
@@ -404,9 +447,12 @@ export class Capture {
         // Restarted WAL: safe to follow for the same reason as truncation (see SourceDb).
         this.state.cursor = cursorAtHeader(res.header);
         this.pageMap.clear();
+        this.db.guard.walRestarted();
         await this.persist();
+        restarts++;
         continue;
       }
+      this.uncommittedFrames = res.uncommittedFrames;
       if (res.commits.length > 0) {
         const r = await this.spoolCommits(res.commits, res.cursor, raw);
         transactions += r.transactions;
@@ -425,38 +471,36 @@ export class Capture {
 
   /**
    * Shrink a WAL that grew past truncateBytes (SQLite only reuses it from the start, never shrinks
-   * it). TRUNCATE needs every reader gone, ours included, so for a moment nothing protects unread
-   * frames; the checkpoint connection's data_version, read before our final scan and after the
-   * checkpoint, proves no other connection committed in between. If one did and the WAL was
-   * reset, its frames may be gone: that is reported as a break (new generation), never guessed.
+   * it), without ever letting go of pitr's read transaction outside SQLite's write lock: that rule
+   * is what makes pitr's checkpoints unable to lose a frame (see SourceDb), whatever the timing.
+   * First a WAL reset (under the write lock: capture everything, backfill everything, begin a
+   * reader that uses no WAL frame), then a TRUNCATE checkpoint with that reader held. A reader
+   * holds off every backfill, and TRUNCATE empties the WAL only when it is backfilled in full: it
+   * succeeds only on a WAL holding nothing the reset did not capture; a commit that slipped in
+   * after the lock was released makes it answer busy (nothing done), and a later quiet moment
+   * tries again.
    */
   private async truncateWal(): Promise<PassResult> {
-    const before = this.db.dataVersion();
-    const res = await scanWal(this.walPath, this.state.cursor);
-    const got = res.kind === 'ok' && res.commits.length > 0 ? await this.spoolCommits(res.commits, res.cursor) : { transactions: 0, bytes: 0 };
-    // The caller catches up after this returns, restoring the read-mark invariant. Frames past the
-    // last commit mean a writer is in a transaction (a large one spills pages into the WAL long
-    // before it commits, and looks quiet meanwhile): TRUNCATE cannot get past its lock, and the
-    // moment our reader is gone its commit, the app's auto-checkpoint and our TRUNCATE could erase
-    // frames we never read. Seen: a 300 MB transaction broke the generation in one run of two.
-    if (res.kind !== 'ok' || res.uncommittedFrames > 0 || !this.db.releaseReads()) {
-      this.advanceRead();
-      return got;
-    }
-    let checkpoint: CheckpointResult | undefined;
+    // A writer in a transaction (a large one spills pages into the WAL long before it commits, and
+    // looks quiet meanwhile) holds the write lock the reset needs: do not make pitr wait for it.
+    if (this.uncommittedFrames > 0) return { transactions: 0, bytes: 0 };
+    const total = await this.resetWal();
+    if (total.broken || total.checkpoint?.mode !== 'RESET' || total.checkpoint.busy) return total;
     try {
-      checkpoint = this.db.checkpoint('TRUNCATE', 20);
+      total.checkpoint = this.db.checkpoint('TRUNCATE', 0);
     } catch (err) {
-      this.opts.log.debug('truncate checkpoint skipped', { err });
+      this.checkpointFailed(err);
     }
-    // Read lock first, then data_version: a commit slipping in between is then still noticed.
-    this.advanceRead();
-    const after = this.db.dataVersion();
-    if (after !== before) {
-      const now = await scanWal(this.walPath, this.state.cursor);
-      if (now.kind !== 'ok') return { ...got, checkpoint, broken: 'the app committed while pitr truncated the WAL' };
-    }
-    return { ...got, checkpoint };
+    return total;
+  }
+
+  /**
+   * Throws DB_FILES_CHANGED when the files at the database's paths are not what capture holds and
+   * has read (FileGuard): for work done outside a pass, such as a snapshot, to check its result.
+   */
+  assertFiles(): void {
+    const problem = this.db.guard.problem(!this.markAhead);
+    if (problem) throw filesChanged(problem);
   }
 
   /** The consistent view a snapshot needs; call under the capture lock and pin the read first. */
@@ -493,6 +537,20 @@ export class Capture {
     }
   }
 
+  /**
+   * Spool.addSegment, sizing the next entries by how it went: after the disk refused one, a
+   * quarter of the size (what a nearly full disk still takes); after a success, back up by 2x.
+   */
+  private async spoolEntry(...args: Parameters<Spool['addSegment']>): Promise<void> {
+    try {
+      await this.spool.addSegment(...args);
+    } catch (err) {
+      if (isDiskFull(err)) this.entryBytes = Math.max(MIN_SPOOL_ENTRY_BYTES, this.entryBytes >>> 2);
+      throw err;
+    }
+    this.entryBytes = Math.min(SPOOL_ENTRY_BYTES, this.entryBytes * 2);
+  }
+
   private async spoolCommits(commits: readonly WalCommit[], after: WalCursor, raw = false): Promise<{ transactions: number; bytes: number }> {
     const pageSize = this.db.info.pageSize;
     // Commit time = when we read the commit frame: an upper bound on the true commit time.
@@ -502,7 +560,7 @@ export class Capture {
     let txid = this.state.lastTxid;
     try {
       // What is left to build, so each builder starts big enough for its entry: an entry is cut
-      // after the commit that takes it past SPOOL_ENTRY_BYTES, so at most that plus one commit.
+      // after the commit that takes it past entryBytes, so at most that plus one commit.
       let left = 0;
       let largest = 0;
       for (const c of commits) {
@@ -510,12 +568,15 @@ export class Capture {
         left += n;
         largest = Math.max(largest, n);
       }
-      const nextBuilder = (): SegmentBodyBuilder => new SegmentBodyBuilder(pageSize, Math.min(left, SPOOL_ENTRY_BYTES + largest), this.spareBody);
+      const entryBytes = this.entryBytes;
+      const nextBuilder = (): SegmentBodyBuilder => new SegmentBodyBuilder(pageSize, Math.min(left, entryBytes + largest), this.spareBody);
       let builder = nextBuilder();
+      /** Commits of `commits` in entries already durable. */
+      let done = 0;
       const flush = async (): Promise<void> => {
         if (builder.txCount === 0) return;
         const body = builder.finish();
-        await this.spool.addSegment(
+        await this.spoolEntry(
           {
             generation: this.state.generation,
             pageSize,
@@ -533,7 +594,21 @@ export class Capture {
         this.spareBody = builder.buffer.length <= SPARE_BODY_MAX_BYTES ? builder.buffer : undefined;
         bytes += body.length;
         left -= body.length;
+        // The entry is durable: capture stands after its last transaction now, whatever becomes of
+        // the rest of this call (a full disk): a retry continues from here, not from the start.
+        const n = builder.txCount;
+        const last = commits[done + n - 1] as WalCommit;
+        this.mapCommits(commits.slice(done, done + n));
+        done += n;
+        this.state = {
+          ...this.state,
+          lastTxid: builder.lastTxid as number,
+          lastTime: time,
+          cursor: { ...after, frame: last.lastFrame, checksum1: last.checksum1, checksum2: last.checksum2 },
+          dbSizePages: last.dbSizePages,
+        };
         builder = nextBuilder();
+        await this.persist();
       };
       // One read per run of adjacent commits (normally the whole pass), not one per commit: at
       // thousands of small commits a second, a thread-pool round trip per commit was the agent's
@@ -552,6 +627,7 @@ export class Capture {
         let inCommit = 0;
         await readWalPages(fh, after, (run[0] as WalCommit).firstFrame, pgnos, (pgno, data) => {
           builder.page(pgno, data);
+          if (pgno === 1) this.db.guard.notePageOne(data);
           const c = run[ci] as WalCommit;
           if (++inCommit < c.pgnos.length) return undefined;
           // The commit's last frame: the transaction is whole.
@@ -560,7 +636,7 @@ export class Capture {
           ci++;
           inCommit = 0;
           // A promise only when an entry is full, so the other pages cost no await.
-          return builder.byteLength >= SPOOL_ENTRY_BYTES ? flush() : undefined;
+          return builder.byteLength >= entryBytes ? flush() : undefined;
         });
         from = to;
       }
@@ -568,10 +644,6 @@ export class Capture {
     } finally {
       await fh.close();
     }
-    this.mapCommits(commits);
-    const last = commits[commits.length - 1] as WalCommit;
-    this.state = { ...this.state, lastTxid: txid, lastTime: time, cursor: after, dbSizePages: last.dbSizePages };
-    await this.persist();
     return { transactions: commits.length, bytes };
   }
 }
@@ -585,12 +657,39 @@ function addPass(total: PassResult, r: PassResult): boolean {
   return !r.broken;
 }
 
+/** True when err (or an error it wraps) is a full disk or quota. */
+function isDiskFull(err: unknown): boolean {
+  for (let e: unknown = err; e !== undefined && e !== null; e = (e as { cause?: unknown }).cause) {
+    const code = errnoCode(e);
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+    if (typeof e !== 'object') break;
+  }
+  return false;
+}
+
 async function fileSize(path: string): Promise<number> {
   try {
     return (await stat(path)).size;
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return 0;
     throw err;
+  }
+}
+
+/** Tell the guard every page-1 image among `commits`' frames in the WAL at walPath. */
+async function notePageOneFrames(db: SourceDb, walPath: string, commits: readonly WalCommit[]): Promise<void> {
+  const frames: number[] = [];
+  for (const c of commits) c.pgnos.forEach((pgno, i) => pgno === 1 && frames.push(c.firstFrame + i));
+  if (frames.length === 0) return;
+  const page = Buffer.alloc(db.info.pageSize);
+  const fh = await open(walPath, 'r');
+  try {
+    for (const f of frames) {
+      const { bytesRead } = await fh.read(page, 0, page.length, frameOffset(f, db.info.pageSize) + WAL_FRAME_HEADER_SIZE);
+      if (bytesRead === page.length) db.guard.notePageOne(page);
+    }
+  } finally {
+    await fh.close();
   }
 }
 

@@ -30,6 +30,8 @@ export async function writeSnapshotToSpool(args: {
   signal?: AbortSignal;
   /** Told the pages read so far (of view.dbSizePages) after every chunk of them, for progress. */
   onPages?: (done: number) => void;
+  /** Throws when the files changed while they were read: the snapshot is then dropped (Spool.addSnapshot). */
+  check?: () => void;
 }): Promise<SnapshotEntry> {
   const { view, pin, spool } = args;
   let db: DbFileRef | undefined;
@@ -99,7 +101,7 @@ export async function writeSnapshotToSpool(args: {
       nextPage,
       args.signal ? { signal: args.signal } : {},
     );
-    return await spool.addSnapshot(view.generation, view.txid, view.commitTime, chunks);
+    return await spool.addSnapshot(view.generation, view.txid, view.commitTime, chunks, args.check);
   } finally {
     pin.release();
     await db?.release();

@@ -70,10 +70,20 @@ export class Spool {
     return entry;
   }
 
-  /** Durably add a snapshot streamed from `body` (its chunks may be lent, see PutBody). */
-  async addSnapshot(generation: string, txid: number, commitTime: number, body: AsyncIterable<Uint8Array>): Promise<SnapshotEntry> {
+  /**
+   * Durably add a snapshot streamed from `body` (its chunks may be lent, see PutBody). `check` runs
+   * once the file is complete and before any shipper can see it; when it throws, the file is
+   * removed and the error passes on (a snapshot read while the database was replaced under it).
+   */
+  async addSnapshot(generation: string, txid: number, commitTime: number, body: AsyncIterable<Uint8Array>, check?: () => void): Promise<SnapshotEntry> {
     const key = snapshotKey(generation, txid, commitTime);
     const entry: SnapshotEntry = { key, size: await this.putStreamed(key, body), generation, txid, commitTime };
+    try {
+      check?.();
+    } catch (err) {
+      await this.store.delete([key]);
+      throw err;
+    }
     const list = this.snapshots.get(generation) ?? [];
     list.push(entry);
     list.sort((a, b) => a.txid - b.txid);

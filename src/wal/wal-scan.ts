@@ -19,6 +19,9 @@ export interface WalCommit {
   lastFrame: number;
   dbSizePages: number;
   pgnos: Uint32Array;
+  /** The running checksum after the commit frame: with lastFrame, the cursor just after this transaction. */
+  checksum1: number;
+  checksum2: number;
 }
 
 /**
@@ -188,7 +191,7 @@ async function walk(fh: FileHandle, p: WalkParams): Promise<WalkResult> {
         }
         if (commit !== 0) {
           if (p.collect) {
-            commits.push({ firstFrame: commitFrame + 1, lastFrame: frame, dbSizePages: commit, pgnos: pend.slice(0, pendN) });
+            commits.push({ firstFrame: commitFrame + 1, lastFrame: frame, dbSizePages: commit, pgnos: pend.slice(0, pendN), checksum1: s0, checksum2: s1 });
             pendN = 0;
           }
           commitFrame = frame;

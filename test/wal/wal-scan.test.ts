@@ -255,7 +255,9 @@ test('a WAL with big-endian checksums verifies (synthesized, and a real WAL re-e
   reencodeWal(`${pair}-wal`, `${pair}-wal`, true);
   const be = ok(await scanWal(`${pair}-wal`, null));
   assert.equal(be.header.bigEndian, true);
-  assert.deepEqual(be.commits, le.commits);
+  // The same transactions; the running checksums differ with the byte order, as they must.
+  const shape = (cs: readonly WalCommit[]): unknown[] => cs.map((c) => [c.firstFrame, c.lastFrame, c.dbSizePages, [...c.pgnos]]);
+  assert.deepEqual(shape(be.commits), shape(le.commits));
   assert.notEqual(be.cursor.checksum1, le.cursor.checksum1);
   // SQLite's own recovery accepts our big-endian chain, so it is the same algorithm.
   assert.equal(Number(sqlite3(pair, 'SELECT count(*) FROM t')), lab.rows());

@@ -4,6 +4,9 @@
  */
 export type ErrorCode =
   | 'USAGE'
+  | 'BAD_DURATION'
+  | 'BAD_SIZE'
+  | 'BAD_TIME'
   | 'DB_NOT_FOUND'
   | 'DB_IS_DIRECTORY'
   | 'DB_NOT_WAL'

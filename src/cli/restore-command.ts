@@ -30,7 +30,7 @@ export function restoreCommand(): Command {
     )
     .argument('<replica>', 'replica URL: a directory path, file:///abs/path or s3://bucket/prefix')
     .requiredOption('-o, --output <path>', 'where to write the restored database')
-    .addOption(new Option('--to <time>', 'restore to this time, e.g. 2026-11-22T10:15:00.250Z').argParser(timestampArg).conflicts('txid'))
+    .addOption(new Option('--to <time>', 'restore to this time, e.g. 2026-11-22T10:15:00.250Z').argParser(timestampArg('--to')).conflicts('txid'))
     .addOption(new Option('--txid <n>', 'restore to right after this transaction').argParser(positiveIntArg))
     .option('--dry-run', 'print the plan (snapshot, segments, bytes) and write nothing')
     .option('--force', 'replace OUT if it exists (and remove a stale OUT-wal/OUT-shm)')

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { openStorage } from '../storage/open-storage.js';
+import { openReplicaToRead } from './replica-arg.js';
 import { restore, type RestorePhases, type RestoreProgress, type RestoreResult } from '../restore/restore.js';
 import { ProgressLine } from './progress-line.js';
 import { PitrError } from '../errors.js';
@@ -48,7 +48,7 @@ export function restoreCommand(): Command {
       try {
         const target = targetFromFlags(flags);
         if (!flags.output) throw new PitrError('USAGE', 'missing -o OUT', 'pass the path of the database to write');
-        const storage = await openStorage(replicaUrl);
+        const storage = await openReplicaToRead(replicaUrl);
         const progress = ProgressLine.fromFlag(flags.progress);
         let result: RestoreResult;
         try {

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { openStorage } from '../storage/open-storage.js';
+import { openReplicaToRead } from './replica-arg.js';
 import { replicaStatus, type ReplicaStatus } from '../monitor/status.js';
 import { formatBytes, formatDuration, parseDuration } from '../util/duration.js';
 import { iso, reportError } from './cli-util.js';
@@ -50,7 +50,7 @@ export function statusCommand(): Command {
     )
     .action(async (replicaUrl: string, flags: StatusFlags) => {
       try {
-        const storage = await openStorage(replicaUrl);
+        const storage = await openReplicaToRead(replicaUrl);
         let status: ReplicaStatus;
         try {
           status = await replicaStatus(storage);

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { openStorage } from '../storage/open-storage.js';
+import { openReplicaToRead } from './replica-arg.js';
 import { verifyReplica, type VerifyResult } from '../monitor/verify.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
 import { iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
@@ -50,7 +50,7 @@ export function verifyCommand(): Command {
     .action(async (replicaUrl: string, flags: VerifyFlags) => {
       try {
         const target = targetFromFlags(flags);
-        const storage = await openStorage(replicaUrl);
+        const storage = await openReplicaToRead(replicaUrl);
         const progress = ProgressLine.fromFlag(flags.progress);
         let result: VerifyResult;
         try {

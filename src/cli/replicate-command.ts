@@ -111,8 +111,9 @@ export function replicateCommand(): Command {
         const parsed = await checkReplicas(urls, dbPath, stateDir);
         // Locked before anything in the state directory or a replica is touched: a second agent
         // stops here, naming the first, instead of fighting it over the spool.
-        locks.push(...(await lockState({ dbPath, stateDir, replicas: parsed.map((r) => r.url), version: pitrVersion() }, log)));
-        for (const r of parsed) if (r.scheme === 'file') await ensureFileReplica(r.path);
+        locks.push(...(await lockState({ dbPath, stateDir, version: pitrVersion() }, log)));
+        for (const r of parsed) if (r.scheme === 'file') await ensureFileReplica(r.path, log);
+        for (const l of locks) await l.recordReplicas(parsed.map((r) => r.url));
         if (replicaArgs.length === 0) log.info('no replica given; using the default local directory replica', { replica: `${dbPath}-replica` });
         const replicas = [];
         for (const u of urls) replicas.push(await openStorage(u));

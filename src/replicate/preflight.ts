@@ -107,9 +107,26 @@ async function checkFileReplica(path: string, input: string, dbPath: string, sta
 const REPLICA_DIR: DirRole = { name: 'replica directory', notDirCode: 'BAD_REPLICA', otherwise: 'or give another replica' };
 const STATE_DIR: DirRole = { name: 'state directory', notDirCode: 'STATE_DIR_INVALID', otherwise: 'or pass --state-dir with a directory pitr can write on a local disk' };
 
-/** Make a directory replica and prove it writable: PERMISSION_DENIED now instead of retries forever. */
-export async function ensureFileReplica(path: string): Promise<void> {
-  await ensureWritableDir(path, REPLICA_DIR);
+/** How long the start waits for a replica directory to answer before it goes on without knowing. */
+const REPLICA_CHECK_MS = 10_000;
+
+/**
+ * Make a directory replica and prove it writable: PERMISSION_DENIED (or BAD_REPLICA) now instead
+ * of retries forever. A directory that does not answer (a hung network mount) is not an error
+ * here: the agent starts, and its shipper retries as it does for any outage.
+ */
+export async function ensureFileReplica(path: string, log: Logger): Promise<void> {
+  const check = ensureWritableDir(path, REPLICA_DIR);
+  let timer: NodeJS.Timeout | undefined;
+  const slow = new Promise<'slow'>((resolve) => (timer = setTimeout(() => resolve('slow'), REPLICA_CHECK_MS)));
+  try {
+    if ((await Promise.race([check, slow])) === 'slow') {
+      check.catch(() => {});
+      log.warn(`replica directory ${path} did not answer within ${REPLICA_CHECK_MS / 1000} s; starting anyway, uploads will be retried`, { replica: path });
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -119,10 +136,10 @@ export async function ensureFileReplica(path: string): Promise<void> {
  * the agent is done; the kernel releases them if the process dies.
  */
 export async function lockState(
-  opts: { dbPath: string; stateDir: string; replicas: string[]; version: string },
+  opts: { dbPath: string; stateDir: string; version: string },
   log: Logger,
 ): Promise<StateLock[]> {
-  const holder = { db: opts.dbPath, stateDir: opts.stateDir, replicas: opts.replicas, version: opts.version };
+  const holder = { db: opts.dbPath, stateDir: opts.stateDir, version: opts.version };
   const locks: StateLock[] = [];
   try {
     const dbDir = defaultStateDir(opts.dbPath);

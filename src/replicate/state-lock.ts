@@ -36,14 +36,18 @@ export class StateLock {
   private constructor(
     private db: Database.Database | undefined,
     private readonly path: string,
+    private readonly dir: string,
+    private holder: LockHolder,
   ) {}
 
   /**
-   * Take the lock of `dir` (which must exist) without waiting, then record `holder` beside it.
-   * STATE_DIR_LOCKED naming the holder's pid and host when another process has it. `what` says
-   * what the lock protects, for the message ("state directory /x", "database /x/app.db").
+   * Take the lock of `dir` (which must exist) without waiting, then record `holder` beside it
+   * (the replicas of the last holder stay until recordReplicas: a start refused for a bad replica
+   * must not replace the ones that worked). STATE_DIR_LOCKED naming the holder's pid and host when
+   * another process has it. `what` says what the lock protects, for the message ("state directory
+   * /x", "database /x/app.db").
    */
-  static async acquire(dir: string, holder: Omit<LockHolder, 'pid' | 'host' | 'startedAt'>, what: string): Promise<StateLock> {
+  static async acquire(dir: string, holder: Omit<LockHolder, 'pid' | 'host' | 'startedAt' | 'replicas'>, what: string): Promise<StateLock> {
     const path = join(realpathSync(dir), LOCK_FILE);
     if (heldHere.has(path)) throw new Error(`${path} is already held by this process: it must not be opened twice (POSIX locks)`);
     let db: Database.Database | undefined;
@@ -64,15 +68,25 @@ export class StateLock {
       throw lockFailure(err, dir, path, what);
     }
     heldHere.add(path);
-    const lock = new StateLock(db, path);
+    const full: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), ...holder, replicas: readLockHolder(dir)?.replicas ?? [] };
+    const lock = new StateLock(db, path, dir, full);
     try {
-      const full: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), ...holder };
-      await writeFileAtomic(join(dir, HOLDER_FILE), JSON.stringify(full, null, 2) + '\n');
+      await lock.writeHolder();
     } catch (err) {
       lock.release();
       throw err;
     }
     return lock;
+  }
+
+  /** Record the replicas this agent ships to, once they have been checked. */
+  async recordReplicas(replicas: string[]): Promise<void> {
+    this.holder = { ...this.holder, replicas };
+    await this.writeHolder();
+  }
+
+  private async writeHolder(): Promise<void> {
+    await writeFileAtomic(join(this.dir, HOLDER_FILE), JSON.stringify(this.holder, null, 2) + '\n');
   }
 
   /** Let go of the lock (idempotent). The holder note stays: it names the last agent and its replicas. */

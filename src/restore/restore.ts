@@ -163,12 +163,6 @@ const OUTPUT_DIR: DirRole = { name: 'output directory', notDirCode: 'OUTPUT_INVA
  */
 async function outputProblem(output: string, force: boolean): Promise<PitrError | undefined> {
   try {
-    const st = await stat(dirname(output));
-    if (!st.isDirectory()) throw new Error('not a directory');
-  } catch (err) {
-    return new PitrError('OUTPUT_INVALID', `output directory ${dirname(output)} does not exist`, 'create it first, or choose another -o path', { cause: err });
-  }
-  try {
     await checkWritableDir(dirname(output), OUTPUT_DIR);
   } catch (err) {
     if (err instanceof PitrError) return err;

@@ -37,6 +37,7 @@ export async function checkWritableDir(dir: string, role: DirRole): Promise<void
   try {
     st = await stat(dir);
   } catch (err) {
+    if (errnoCode(err) === 'ENOTDIR') throw notADirectory(await firstNonDirectory(dir), role, dir);
     throw fsProblem(err, dir, role, 'use');
   }
   if (!st.isDirectory()) throw notADirectory(dir, role);
@@ -93,7 +94,7 @@ async function firstNonDirectory(path: string): Promise<string> {
 function notADirectory(file: string, role: DirRole, wanted: string = file): PitrError {
   return new PitrError(
     role.notDirCode,
-    file === wanted ? `${role.name} ${wanted} is a file, not a directory` : `${role.name} ${wanted} cannot be made: ${file} is a file, not a directory`,
+    file === wanted ? `${role.name} ${wanted} is a file, not a directory` : `${role.name} ${wanted} cannot be a directory: ${file} is a file`,
     `give a directory path (pitr does not replace files it did not make), ${role.otherwise}`,
   );
 }

@@ -4,6 +4,16 @@
  */
 export type ErrorCode =
   | 'USAGE'
+  | 'BAD_DURATION'
+  | 'BAD_SIZE'
+  | 'BAD_TIME'
+  | 'PERMISSION_DENIED'
+  | 'STATE_DIR_INVALID'
+  | 'STATE_DIR_LOCKED'
+  | 'DB_DIR_NOT_FOUND'
+  | 'BAD_REPLICA'
+  | 'NOT_A_REPLICA'
+  | 'DB_IN_USE'
   | 'DB_NOT_FOUND'
   | 'DB_IS_DIRECTORY'
   | 'DB_NOT_WAL'

@@ -1,35 +1,23 @@
 import type { RestoreTarget } from '../restore/plan.js';
 import { InvalidArgumentError } from 'commander';
-import { PitrError, isPitrError } from '../errors.js';
+import { PitrError } from '../errors.js';
 import { parseDuration, parseSize, parseTimestamp } from '../util/duration.js';
 
-/** commander argument parsers that turn bad input into a usage error naming the value. */
+/**
+ * commander argument parsers for durations, sizes and times. They throw the PitrError itself
+ * (BAD_DURATION, BAD_SIZE, BAD_TIME), which commander passes through: main prints it in the usual
+ * form, naming the option, the value and the units.
+ */
 export function durationArg(what: string): (v: string) => number {
-  return (v) => {
-    try {
-      return parseDuration(v, what);
-    } catch (err) {
-      throw new InvalidArgumentError(isPitrError(err) && err.hint ? err.hint : String(err));
-    }
-  };
+  return (v) => parseDuration(v, what);
 }
 
 export function sizeArg(what: string): (v: string) => number {
-  return (v) => {
-    try {
-      return parseSize(v, what);
-    } catch (err) {
-      throw new InvalidArgumentError(isPitrError(err) && err.hint ? err.hint : String(err));
-    }
-  };
+  return (v) => parseSize(v, what);
 }
 
-export function timestampArg(v: string): number {
-  try {
-    return parseTimestamp(v);
-  } catch (err) {
-    throw new InvalidArgumentError(isPitrError(err) && err.hint ? err.hint : String(err));
-  }
+export function timestampArg(what: string): (v: string) => number {
+  return (v) => parseTimestamp(v, what);
 }
 
 export function positiveIntArg(v: string): number {

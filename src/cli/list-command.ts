@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { openStorage } from '../storage/open-storage.js';
+import { openReplicaToRead } from './replica-arg.js';
 import { loadCatalog } from '../restore/restore.js';
 import { PitrError } from '../errors.js';
 import { iso, reportError } from './cli-util.js';
@@ -13,7 +13,7 @@ export function listCommand(): Command {
     .option('--json', 'print one JSON object on stdout')
     .action(async (replicaUrl: string, flags: { json?: boolean }) => {
       try {
-        const storage = await openStorage(replicaUrl);
+        const storage = await openReplicaToRead(replicaUrl);
         try {
           const catalog = await loadCatalog(storage);
           const generations = catalog.generations.map((g) => {

@@ -8,6 +8,16 @@ import { statusCommand } from './status-command.js';
 import { verifyCommand } from './verify-command.js';
 import { reportError } from './cli-util.js';
 
+// The AWS SDK prints a nine-line banner on stderr (its releases after January 2027 need Node 22):
+// a packaging matter for pitr, not for its user, and it pushed pitr's one-line error off the
+// first line of stderr. Any other warning of a dependency gets one line, not a banner.
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
+process.removeAllListeners('warning');
+process.on('warning', (w: Error) => {
+  const first = `${w.name}: ${w.message}`.split('\n')[0];
+  process.stderr.write(process.env['PITR_DEBUG'] ? `pitr: warning: ${String(w.stack)}\n` : `pitr: warning: ${first}\n`);
+});
+
 // `pitr list ... | head` closes the pipe early: that is not an error worth a stack trace.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err: NodeJS.ErrnoException) => {

@@ -7,6 +7,8 @@ import { createLogger, type LogLevel, type Logger } from '../log.js';
 import { getPriority, setPriority } from 'node:os';
 import { readdirSync, readFileSync } from 'node:fs';
 import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL_RESET_BYTES } from '../replicate/defaults.js';
+import { checkDatabasePath, checkReplicas, defaultStateDir, ensureFileReplica, lockState } from '../replicate/preflight.js';
+import type { StateLock } from '../replicate/state-lock.js';
 import { durationArg, niceArg, nonNegativeNumberArg, positiveIntArg, reportError, sizeArg } from './cli-util.js';
 
 interface ReplicateFlags {
@@ -101,12 +103,20 @@ export function replicateCommand(): Command {
       const dbPath = resolve(db);
       const log = createLogger({ level: flags.logLevel, ...(flags.logFormat ? { format: flags.logFormat } : {}) });
       if (flags.nice > 0) yieldCpu(flags.nice, log);
+      const locks: StateLock[] = [];
       try {
+        await checkDatabasePath(dbPath);
+        const stateDir = resolve(flags.stateDir ?? defaultStateDir(dbPath));
         const urls = replicaArgs.length > 0 ? replicaArgs : [pathToFileURL(`${dbPath}-replica`).href];
+        const parsed = await checkReplicas(urls, dbPath, stateDir);
+        // Locked before anything in the state directory or a replica is touched: a second agent
+        // stops here, naming the first, instead of fighting it over the spool.
+        locks.push(...(await lockState({ dbPath, stateDir, version: pitrVersion() }, log)));
+        for (const r of parsed) if (r.scheme === 'file') await ensureFileReplica(r.path, log);
+        for (const l of locks) await l.recordReplicas(parsed.map((r) => r.url));
         if (replicaArgs.length === 0) log.info('no replica given; using the default local directory replica', { replica: `${dbPath}-replica` });
         const replicas = [];
         for (const u of urls) replicas.push(await openStorage(u));
-        const stateDir = resolve(flags.stateDir ?? `${dbPath}-pitr`);
         // The spool lives next to the database unless --state-dir says otherwise: a local disk.
         const spoolDir = join(stateDir, 'spool');
         const spoolStore = new FileStorage(spoolDir, pathToFileURL(spoolDir).href, { localDisk: true });
@@ -154,6 +164,8 @@ export function replicateCommand(): Command {
         process.exitCode = result.clean ? 0 : 1;
       } catch (err) {
         process.exitCode = reportError(err);
+      } finally {
+        for (const l of locks) l.release();
       }
     });
 }

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { openStorage } from '../storage/open-storage.js';
+import { openReplicaToRead } from './replica-arg.js';
 import { restore, type RestorePhases, type RestoreProgress, type RestoreResult } from '../restore/restore.js';
 import { ProgressLine } from './progress-line.js';
 import { PitrError } from '../errors.js';
@@ -30,10 +30,10 @@ export function restoreCommand(): Command {
     )
     .argument('<replica>', 'replica URL: a directory path, file:///abs/path or s3://bucket/prefix')
     .requiredOption('-o, --output <path>', 'where to write the restored database')
-    .addOption(new Option('--to <time>', 'restore to this time, e.g. 2026-11-22T10:15:00.250Z').argParser(timestampArg).conflicts('txid'))
+    .addOption(new Option('--to <time>', 'restore to this time, e.g. 2026-11-22T10:15:00.250Z').argParser(timestampArg('--to')).conflicts('txid'))
     .addOption(new Option('--txid <n>', 'restore to right after this transaction').argParser(positiveIntArg))
     .option('--dry-run', 'print the plan (snapshot, segments, bytes) and write nothing')
-    .option('--force', 'replace OUT if it exists (and remove a stale OUT-wal/OUT-shm)')
+    .option('--force', 'replace OUT if it exists (and remove a stale OUT-wal/OUT-shm); never while a process has OUT open (the app, an agent)')
     .option('--json', 'print the result as one JSON object on stdout')
     .option('--progress', 'show progress on stderr even when it is not a terminal (one line a second)')
     .option('--no-progress', 'no progress line, even on a terminal')
@@ -48,7 +48,7 @@ export function restoreCommand(): Command {
       try {
         const target = targetFromFlags(flags);
         if (!flags.output) throw new PitrError('USAGE', 'missing -o OUT', 'pass the path of the database to write');
-        const storage = await openStorage(replicaUrl);
+        const storage = await openReplicaToRead(replicaUrl);
         const progress = ProgressLine.fromFlag(flags.progress);
         let result: RestoreResult;
         try {
@@ -65,6 +65,11 @@ export function restoreCommand(): Command {
           await storage.close();
         }
         print(result, flags.json ?? false);
+        if (result.refused) {
+          // The plan is shown, and the exit code says what the real run would do.
+          const r = result.refused;
+          process.exitCode = reportError(new PitrError(r.code, `the real run would be refused: ${r.message}`, r.hint));
+        }
       } catch (err) {
         process.exitCode = reportError(err);
       }
@@ -100,6 +105,7 @@ function print(r: RestoreResult, json: boolean): void {
           snapshot: { key: p.snapshot.key, txid: p.snapshot.txid, size: p.snapshot.size },
           segments: p.segments.map((s) => ({ key: s.key, firstTxid: s.firstTxid, lastTxid: s.lastTxid, size: s.size })),
           bytes: p.bytes,
+          ...(r.refused ? { refused: { code: r.refused.code, message: r.refused.message, hint: r.refused.hint ?? null } } : {}),
         }
       : {
           output: r.output,

@@ -1,8 +1,7 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { openStorage } from '../storage/open-storage.js';
+import { Command, Option } from 'commander';
+import { openReplicaToRead } from './replica-arg.js';
 import { replicaStatus, type ReplicaStatus } from '../monitor/status.js';
 import { formatBytes, formatDuration, parseDuration } from '../util/duration.js';
-import { isPitrError } from '../errors.js';
 import { iso, reportError } from './cli-util.js';
 
 interface MaxAge {
@@ -20,12 +19,9 @@ interface StatusFlags {
 const EXIT_CRITICAL = 2;
 const SIZE_NOTE = 'objects written in the last 24 h; deletions are not counted';
 
+/** BAD_DURATION (a PitrError, passed through by commander) for a value that is not a duration. */
 function maxAgeArg(v: string): MaxAge {
-  try {
-    return { ms: parseDuration(v, '--max-age'), text: v.trim() };
-  } catch (err) {
-    throw new InvalidArgumentError(isPitrError(err) && err.hint ? err.hint : String(err));
-  }
+  return { ms: parseDuration(v, '--max-age'), text: v.trim() };
 }
 
 export function statusCommand(): Command {
@@ -54,7 +50,7 @@ export function statusCommand(): Command {
     )
     .action(async (replicaUrl: string, flags: StatusFlags) => {
       try {
-        const storage = await openStorage(replicaUrl);
+        const storage = await openReplicaToRead(replicaUrl);
         let status: ReplicaStatus;
         try {
           status = await replicaStatus(storage);

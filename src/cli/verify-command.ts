@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { openStorage } from '../storage/open-storage.js';
+import { openReplicaToRead } from './replica-arg.js';
 import { verifyReplica, type VerifyResult } from '../monitor/verify.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
 import { iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
@@ -32,7 +32,7 @@ export function verifyCommand(): Command {
         'database (SQLite may create the -wal and -shm files any reader of a WAL database needs).',
     )
     .argument('<replica>', 'replica URL: a directory path, file:///abs/path or s3://bucket/prefix')
-    .addOption(new Option('--to <time>', 'verify the restore to this time, e.g. 2026-11-22T10:15:00.250Z').argParser(timestampArg).conflicts('txid'))
+    .addOption(new Option('--to <time>', 'verify the restore to this time, e.g. 2026-11-22T10:15:00.250Z').argParser(timestampArg('--to')).conflicts('txid'))
     .addOption(new Option('--txid <n>', 'verify the restore to right after this transaction').argParser(positiveIntArg))
     .option('--db <path>', 'the live database: compare its content with the replica at the agent\'s position')
     .option('--state-dir <dir>', "the agent's state dir for --db (default: DB-pitr next to the database)")
@@ -50,7 +50,7 @@ export function verifyCommand(): Command {
     .action(async (replicaUrl: string, flags: VerifyFlags) => {
       try {
         const target = targetFromFlags(flags);
-        const storage = await openStorage(replicaUrl);
+        const storage = await openReplicaToRead(replicaUrl);
         const progress = ProgressLine.fromFlag(flags.progress);
         let result: VerifyResult;
         try {

@@ -296,8 +296,10 @@ export class Agent {
   private async waitForDb(signal: AbortSignal): Promise<void> {
     let told = false;
     while (!signal.aborted) {
+      let empty = false;
       try {
         const st = await stat(this.opts.dbPath);
+        empty = true;
         if (st.isDirectory()) {
           throw new PitrError('DB_IS_DIRECTORY', `database path ${this.opts.dbPath} is a directory`, 'pass the path of the SQLite database file, e.g. /data/app.db');
         }
@@ -306,7 +308,8 @@ export class Agent {
         if (isPitrError(err) || errnoCode(err) !== 'ENOENT') throw err;
       }
       if (!told) {
-        this.log.info('waiting for the database to be created', { path: this.opts.dbPath });
+        // An app's new database is an empty file until its first transaction writes page 1.
+        this.log.info(empty ? 'the database file is empty (0 bytes): waiting for the app\'s first write' : 'waiting for the database to be created', { path: this.opts.dbPath });
         told = true;
       }
       await new Promise((r) => setTimeout(r, 500));

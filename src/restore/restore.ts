@@ -14,6 +14,8 @@ import { readSnapshot } from '../segment/snapshot-codec.js';
 import type { SnapshotHeader } from '../segment/snapshot-codec.js';
 import type { SegmentEntry } from '../catalog/catalog.js';
 import { fsyncDir } from '../util/fs-atomic.js';
+import { checkWritableDir, fsProblem, type DirRole } from '../util/writable-dir.js';
+import { describeFileUser, findFileUsers } from './files-in-use.js';
 import { silentLogger, type Logger } from '../log.js';
 
 export interface RestoreOptions {
@@ -50,6 +52,8 @@ export interface RestoreResult {
   pageSize?: number;
   dbSizePages?: number;
   durationMs: number;
+  /** A dry run only: why the real run would be refused (it is not thrown, so the plan can be shown). */
+  refused?: PitrError;
   /** Where the time went (absent for a dry run); they add up to about durationMs. */
   phases?: RestorePhases;
 }
@@ -83,14 +87,16 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const started = performance.now();
   const log = opts.log ?? silentLogger;
   const output = resolve(opts.output);
-  if (!opts.dryRun) await checkOutput(output, opts.force ?? false);
+  // A dry run checks the output too (reading only), and says what the real run would refuse.
+  const refused = await outputProblem(output, opts.force ?? false);
+  if (refused && !opts.dryRun) throw refused;
   const catalog = await loadCatalog(opts.storage, opts.signal);
   const plan = planRestore(catalog, opts.target, opts.storage.url);
   const planned = performance.now();
   log.debug('restore plan', { generation: plan.generation, snapshot: plan.snapshot.key, segments: plan.segments.length, bytes: plan.bytes });
   if (opts.dryRun) {
     const end = await resolveEnd(opts.storage, plan, opts.signal);
-    return { output, dryRun: true, plan, txid: end.txid, commitTime: end.commitTime, durationMs: performance.now() - started };
+    return { output, dryRun: true, plan, txid: end.txid, commitTime: end.commitTime, durationMs: performance.now() - started, ...(refused ? { refused } : {}) };
   }
 
   const tmp = join(dirname(output), `.${basename(output)}.pitr-restore-${randomBytes(4).toString('hex')}`);
@@ -98,7 +104,12 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     let applied: Applied;
     let built: number;
     let checked: number;
-    const fh = await open(tmp, 'wx');
+    let fh: FileHandle;
+    try {
+      fh = await open(tmp, 'wx');
+    } catch (err) {
+      throw fsProblem(err, dirname(output), OUTPUT_DIR, 'create files in');
+    }
     try {
       applied = await buildInto(fh, opts.storage, plan, opts.signal, opts.onProgress);
       built = performance.now();
@@ -115,7 +126,12 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     } finally {
       await fh.close();
     }
-    if (opts.force) await removeSidecars(output);
+    if (opts.force) {
+      // Again at the last moment: the app may have been started while the restore ran.
+      const inUse = outputInUse(output);
+      if (inUse) throw inUse;
+      await removeSidecars(output);
+    }
     await rename(tmp, output);
     await fsyncDir(dirname(output));
     const ended = performance.now();
@@ -138,13 +154,21 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   }
 }
 
-async function checkOutput(output: string, force: boolean): Promise<void> {
+const OUTPUT_DIR: DirRole = { name: 'output directory', notDirCode: 'OUTPUT_INVALID', otherwise: 'or choose another -o path' };
+
+/**
+ * Why a restore to `output` must not run, or undefined: a missing or unwritable directory, an
+ * existing output or stale -wal/-shm/-journal without `force`, and with `force` a database some
+ * process still uses. Reads only: a dry run asks too.
+ */
+async function outputProblem(output: string, force: boolean): Promise<PitrError | undefined> {
   try {
-    const st = await stat(dirname(output));
-    if (!st.isDirectory()) throw new Error('not a directory');
+    await checkWritableDir(dirname(output), OUTPUT_DIR);
   } catch (err) {
-    throw new PitrError('OUTPUT_INVALID', `output directory ${dirname(output)} does not exist`, 'create it first, or choose another -o path', { cause: err });
+    if (err instanceof PitrError) return err;
+    throw err;
   }
+  let existing = false;
   for (const path of [output, `${output}-wal`, `${output}-shm`, `${output}-journal`]) {
     let exists = true;
     let isDir = false;
@@ -154,15 +178,32 @@ async function checkOutput(output: string, force: boolean): Promise<void> {
       if (errnoCode(err) !== 'ENOENT') throw err;
       exists = false;
     }
-    if (isDir) throw new PitrError('OUTPUT_INVALID', `output ${path} is a directory`, 'pass a file path with -o');
+    if (isDir) return new PitrError('OUTPUT_INVALID', `output ${path} is a directory`, 'pass a file path with -o');
     if (exists && !force) {
-      throw new PitrError(
+      return new PitrError(
         'OUTPUT_EXISTS',
         `output ${path} already exists`,
-        path === output ? 'choose another -o path, or pass --force to replace it' : 'a stale WAL/journal next to the output would corrupt the restored file; remove it or pass --force',
+        path === output ? 'choose another -o path, or pass --force to replace it' : 'SQLite would replay a WAL/journal left next to the output onto the restored file: move it away (it may hold the last commits of a database that was moved), or pass --force to replace it',
       );
     }
+    existing ||= exists;
   }
+  return existing ? outputInUse(output) : undefined;
+}
+
+/**
+ * DB_IN_USE when another process has the output database (or its -wal, -shm) open or locked: the
+ * app, or an agent replicating it. Replacing the file under it would corrupt it: SQLite would go
+ * on writing through its open -wal/-shm and descriptors into the replaced file or the new one.
+ */
+function outputInUse(output: string): PitrError | undefined {
+  const users = findFileUsers([output, `${output}-wal`, `${output}-shm`, `${output}-journal`]);
+  if (users === undefined || users.length === 0) return undefined;
+  return new PitrError(
+    'DB_IN_USE',
+    `output ${output} is in use: ${users.map(describeFileUser).join('; ')}`,
+    'restoring over a database that is open corrupts it, --force or not: stop the app (and any `pitr replicate` of this database) first, then restore again; or restore to another -o path and move it into place while the app is stopped',
+  );
 }
 
 /** A stale -wal next to the replaced file would be replayed onto the restored pages by SQLite. */

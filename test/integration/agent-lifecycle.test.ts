@@ -224,7 +224,9 @@ describe('agent lifecycle', () => {
     const good = join(dir, 'good');
     const second = join(dir, 'second');
     const broken = join(dir, 'broken');
-    writeFileSync(broken, 'not a directory'); // every put under it fails
+    // Writable at start (an unwritable replica is refused then), every put under it fails after.
+    mkdirSync(broken);
+    writeFileSync(join(broken, 'generations'), 'not a directory');
     mkdirSync(second);
     const db = openAppDatabase(dbPath);
     const agent = startAgent([dbPath, good, second, broken, '--sync-interval', '0', '--shutdown-timeout', '1s', '--state-dir', join(dir, 'state')]);
@@ -249,7 +251,9 @@ describe('spool cap', () => {
     const dbPath = join(dir, 'app.db');
     const good = join(dir, 'good');
     const flaky = join(dir, 'flaky');
-    writeFileSync(flaky, 'not a directory yet'); // unreachable until replaced by a directory
+    // Writable at start (an unwritable replica is refused then), every put fails until fixed.
+    mkdirSync(flaky);
+    writeFileSync(join(flaky, 'generations'), 'not a directory yet');
     const db = openAppDatabase(dbPath);
     const agent = startAgent([dbPath, good, flaky, '--sync-interval', '0', '--spool-max-size', '16KiB', '--state-dir', join(dir, 'state')]);
     try {
@@ -269,8 +273,7 @@ describe('spool cap', () => {
       assert.equal(g.generations.length, 1);
 
       // The replica comes back: it resumes from the newest generation and catches up.
-      rmSync(flaky);
-      mkdirSync(flaky);
+      rmSync(join(flaky, 'generations'));
       commit(db, 3);
       await waitCaughtUp(flaky, db, dir);
       await waitCaughtUp(good, db, dir);

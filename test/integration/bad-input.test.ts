@@ -220,16 +220,17 @@ describe('bad input and damaged replicas', { timeout: 10 * 60_000 }, () => {
     }
   });
 
-  const garbageRestoreFlags: string[][] = [
-    ['--txid', 'abc'],
-    ['--to', 'yesterday'],
-    ['--txid', '1.5'],
-    ['--to', '2026-11-22T10:15:00Z', '--txid', '1'],
-    ['--no-such-flag'],
+  /** Each with the error code it must give. */
+  const garbageRestoreFlags: [string[], string][] = [
+    [['--txid', 'abc'], 'USAGE'],
+    [['--to', 'yesterday'], 'BAD_TIME'],
+    [['--txid', '1.5'], 'USAGE'],
+    [['--to', '2026-11-22T10:15:00Z', '--txid', '1'], 'USAGE'],
+    [['--no-such-flag'], 'USAGE'],
   ];
 
   it('garbage restore flags fail and write nothing', async () => {
-    for (const flags of garbageRestoreFlags) {
+    for (const [flags] of garbageRestoreFlags) {
       const out = freshOut();
       const run = await runCli(['restore', replicaDir, '-o', out, ...flags], { timeoutMs: 60_000 });
       assert.ok(!run.timedOut && run.code !== 0 && run.code !== null, `restore ${flags.join(' ')} did not fail\n${describeRun(run)}`);
@@ -237,20 +238,30 @@ describe('bad input and damaged replicas', { timeout: 10 * 60_000 }, () => {
     }
   });
 
-  it('garbage restore flags are reported as USAGE errors', async () => {
-    for (const flags of garbageRestoreFlags) {
+  it('garbage restore flags are reported as USAGE, BAD_TIME errors', async () => {
+    for (const [flags, code] of garbageRestoreFlags) {
       const run = await runCli(['restore', replicaDir, '-o', freshOut(), ...flags], { timeoutMs: 60_000 });
-      expectCliError(run, 'USAGE');
+      expectCliError(run, code);
     }
   });
 
   it('garbage replicate flags fail before replicating', async () => {
-    for (const flags of [['--sync-interval', 'fast'], ['--snapshot-interval', '-3s'], ['--retention', 'forever'], ['--nice', '20'], ['--nice', 'low'], ['--snapshot-wal-ratio', 'abc'], ['--snapshot-wal-ratio', '-1'], ['--snapshot-wal-min', '12zz']]) {
+    const cases: [string[], string][] = [
+      [['--sync-interval', 'fast'], 'BAD_DURATION'],
+      [['--snapshot-interval', '-3s'], 'BAD_DURATION'],
+      [['--retention', 'forever'], 'BAD_DURATION'],
+      [['--nice', '20'], 'USAGE'],
+      [['--nice', 'low'], 'USAGE'],
+      [['--snapshot-wal-ratio', 'abc'], 'USAGE'],
+      [['--snapshot-wal-ratio', '-1'], 'USAGE'],
+      [['--snapshot-wal-min', '12zz'], 'BAD_SIZE'],
+    ];
+    for (const [flags, code] of cases) {
       const replica = join(tmp, `replica-garbage-${dirCounter++}`);
       const run = await runCli(['replicate', join(tmp, 'app.db'), replica, ...flags], { timeoutMs: 30_000 });
       assert.ok(!run.timedOut, `replicate ${flags.join(' ')} kept running\n${describeRun(run)}`);
       assert.notEqual(run.code, 0, describeRun(run));
-      expectCliError(run, 'USAGE');
+      expectCliError(run, code);
     }
   });
 

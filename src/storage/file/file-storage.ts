@@ -290,7 +290,7 @@ export class FileStorage implements StorageClient {
       throw new PitrError(
         'STORAGE_IO',
         `replica ${this.url} is not a directory`,
-        `Point the replica at a directory, or remove the file at ${this.root}.`,
+        'Point the replica at a directory: a replica is the directory `pitr replicate DB REPLICA` writes to.',
       );
     } catch (err) {
       if (isPitrError(err)) throw err;
@@ -519,7 +519,7 @@ function hintFor(code: string | undefined, root: string): string {
       return `The filesystem holding ${root} is read-only; remount it read-write or choose another replica.`;
     case 'ENOTDIR':
     case 'EEXIST':
-      return `A file sits where pitr needs a directory under ${root}; remove it or choose another replica.`;
+      return `A file sits where pitr needs a directory under ${root}; choose another replica directory.`;
     case 'EMFILE':
     case 'ENFILE':
       return 'Too many open files; raise the open-file limit (ulimit -n) for pitr.';

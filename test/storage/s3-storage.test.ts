@@ -564,6 +564,7 @@ describe('S3Storage specifics', () => {
         const err = await assertCode(c.list(''), 'STORAGE_IO');
         assert.equal(requests, 2);
         assert.match(err.message, /no response within 200 ms/);
+        assert.match(err.hint ?? '', /first-byte-timeout/);
       } finally {
         await c.close();
         fake.closeAllConnections();
@@ -699,7 +700,7 @@ describe('S3Storage specifics', () => {
   describe('configuration', () => {
     it('openStorage builds an S3Storage with every URL parameter reaching the client', async () => {
       const input = 's3://my-bucket/db/app?endpoint=http://127.0.0.1:9&region=eu-west-3&force-path-style=false' +
-        '&sse=aws:kms&sse-kms-key-id=alias/pitr&storage-class=STANDARD_IA';
+        '&sse=aws:kms&sse-kms-key-id=alias/pitr&storage-class=STANDARD_IA&first-byte-timeout=1.5s&request-timeout=2m';
       const storage = await openStorage(input);
       try {
         assert.ok(storage instanceof S3Storage);
@@ -712,6 +713,8 @@ describe('S3Storage specifics', () => {
         assert.equal(s.serverSideEncryption, 'aws:kms');
         assert.equal(s.sseKmsKeyId, 'alias/pitr');
         assert.equal(s.storageClass, 'STANDARD_IA');
+        assert.equal(s.firstByteTimeoutMs, 1500);
+        assert.equal(s.requestTimeoutMs, 120_000);
         assert.equal(storage.url, parseReplicaUrl(input).url);
         const config = storage.client.config;
         assert.equal(await config.region(), 'eu-west-3');
@@ -775,6 +778,9 @@ describe('S3Storage specifics', () => {
         ['s3://bkt/p?storage-class=GLACIER', /archive restore/],
         ['s3://bkt/p?storage-class=DEEP_ARCHIVE', /archive restore/],
         ['s3://bkt/p?storageclass=STANDARD', /unknown parameter/],
+        ['s3://bkt/p?first-byte-timeout=5', /first-byte-timeout must be a duration/],
+        ['s3://bkt/p?first-byte-timeout=0', /first-byte-timeout must be a duration/],
+        ['s3://bkt/p?request-timeout=soon', /request-timeout must be a duration/],
       ] as const) {
         await assert.rejects(openStorage(input), (err: unknown) => {
           assert.ok(isPitrError(err, 'REPLICA_URL_INVALID'), String(err));

@@ -24,6 +24,7 @@ import type { S3ReplicaUrl } from '../open-storage.js';
 import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
 import { checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
 import { bodyChunks, releaseBody } from '../put-body.js';
+import { parseDuration } from '../../util/duration.js';
 
 /** Byte bodies up to this size go up in one PutObject; larger ones, and streams longer than a part, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
@@ -554,6 +555,11 @@ export class S3Storage implements StorageClient {
     if (name === 'InvalidStorageClass' || name === 'InvalidArgument' || name === 'KMS.NotFoundException') {
       return 'The store refused the request parameters: check the storage-class, sse and sse-kms-key-id parameters of the replica URL.';
     }
+    if (isFirstByteTimeout(err)) {
+      return `${where} accepted no connection, or sent no answer, within the first-byte timeout: check that it is reachable ` +
+        'from this host, then retry. If it is, but slow to start answering (or the uplink is very slow), raise ' +
+        'first-byte-timeout in the replica URL.';
+    }
     if (isRetryable(err) || name === 'TimeoutError') {
       return `${where} did not answer in time or refused the connection: check that it is reachable from this host, then retry.`;
     }
@@ -595,6 +601,20 @@ export function s3OptionsFromUrl(parsed: S3ReplicaUrl): S3StorageOptions {
     }
   }
   const pathStyle = p['force-path-style'];
+  const timeout = (name: string): number | undefined => {
+    const text = p[name];
+    if (text === undefined) return undefined;
+    let ms: number;
+    try {
+      ms = parseDuration(text, name);
+    } catch {
+      ms = Number.NaN;
+    }
+    if (!(ms >= 1)) throw invalid(`${name} must be a duration like 5s or 500ms, not "${text}"`, `Give ${name} with a unit, e.g. ${name}=10s.`);
+    return ms;
+  };
+  const firstByteTimeoutMs = timeout('first-byte-timeout');
+  const requestTimeoutMs = timeout('request-timeout');
   return {
     bucket: parsed.bucket,
     prefix: parsed.prefix,
@@ -605,6 +625,8 @@ export function s3OptionsFromUrl(parsed: S3ReplicaUrl): S3StorageOptions {
     ...(sse !== undefined && { serverSideEncryption: sse }),
     ...(kmsKey !== undefined && { sseKmsKeyId: kmsKey }),
     ...(storageClass !== undefined && { storageClass }),
+    ...(firstByteTimeoutMs !== undefined && { firstByteTimeoutMs }),
+    ...(requestTimeoutMs !== undefined && { requestTimeoutMs }),
   };
 }
 

@@ -271,7 +271,7 @@ export class Shipper {
   }
 
   private retryDelay(): number {
-    return backoffMs(this.failures);
+    return backoffMs(this.failures, CHAIN_RETRY_MAX_MS);
   }
 
   /** Upload one object (snapshot or merged segment). Returns false when nothing is pending. */
@@ -344,7 +344,7 @@ export class Shipper {
           this.stats.uploadErrors++;
           this.opts.events?.failed();
           this.laterSnapshotFailures++;
-          const delay = backoffMs(this.laterSnapshotFailures);
+          const delay = backoffMs(this.laterSnapshotFailures, LATER_SNAPSHOT_RETRY_MAX_MS);
           this.laterSnapshotRetryAt = Date.now() + delay;
           this.log.warn('snapshot upload failed; segments keep shipping and it will be retried', { key: snap.key, err, retryIn: formatDuration(delay) });
           setTimeout(() => this.notify(), delay).unref();
@@ -433,9 +433,20 @@ async function joinablePart(part: StoredSegment, entry: SegmentEntry): Promise<S
   return readStoredSegment(await encodeSegment({ generation, pageSize, firstTxid, lastTxid, firstTime, lastTime, compression: 'zstd' }, body));
 }
 
-/** Exponential backoff with jitter after `failures` failures in a row: 250 ms doubling up to 30 s, times 0.5-1. */
-function backoffMs(failures: number): number {
-  const base = Math.min(30_000, 250 * 2 ** Math.min(failures, 8));
+/**
+ * Longest wait before the chain is shipped again to a failing replica. Short on purpose: the
+ * storage client has already retried with a backoff of its own before it gave up (S3: 6 attempts,
+ * a dead connection found in seconds), so this wait spares the store little; what it sets is how
+ * long a replica that is back goes unnoticed. With the former 30 s, a replica whose outage outlasted
+ * a few put attempts caught up as much as 30 s after it recovered.
+ */
+const CHAIN_RETRY_MAX_MS = 3_000;
+/** A later snapshot holds nothing back and every try reads it again from the spool: it may wait longer. */
+const LATER_SNAPSHOT_RETRY_MAX_MS = 30_000;
+
+/** Exponential backoff with jitter after `failures` failures in a row: 250 ms doubling up to `maxMs`, times 0.5-1. */
+function backoffMs(failures: number, maxMs: number): number {
+  const base = Math.min(maxMs, 250 * 2 ** Math.min(failures, 8));
   return Math.round(base * (0.5 + Math.random() * 0.5));
 }
 

@@ -32,6 +32,7 @@ export type ReplicaUrl = FileReplicaUrl | S3ReplicaUrl;
  */
 export const S3_URL_PARAMS: readonly string[] = [
   'endpoint', 'region', 'force-path-style', 'sse', 'sse-kms-key-id', 'storage-class',
+  'first-byte-timeout', 'request-timeout',
 ];
 
 const ACCEPTED_FORMS =

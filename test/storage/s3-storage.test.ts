@@ -10,6 +10,7 @@ import { isPitrError } from '../../src/errors.js';
 import { openStorage, parseReplicaUrl } from '../../src/storage/open-storage.js';
 import { isRetryable, partSizeFor, S3Storage } from '../../src/storage/s3/s3-storage.js';
 import type { S3StorageOptions } from '../../src/storage/s3/s3-storage.js';
+import { BlackHoleProxy } from './black-hole-proxy.js';
 import { assertCode, storageConformance } from './conformance.js';
 import { startS3Server } from './s3-server.js';
 import type { S3TestServer } from './s3-server.js';
@@ -374,6 +375,57 @@ describe('S3Storage specifics', () => {
     });
   });
 
+  describe('a store that accepts connections and never answers', () => {
+    // A request timeout of 10 minutes: only the first-byte timeout can end an attempt here.
+    const patient = { requestTimeoutMs: 10 * 60_000, firstByteTimeoutMs: 500, baseDelayMs: 1, maxDelayMs: 10 };
+
+    it('an unanswered request times out at the first byte and is retried; a retry succeeds once the store answers', { timeout: 60_000 }, async () => {
+      const proxy = await BlackHoleProxy.start(server.endpoint);
+      const c = clientOn(server, { endpoint: proxy.endpoint, ...patient, maxAttempts: 100 });
+      const seen = recordRequests(c);
+      try {
+        await c.put('before', new Uint8Array([1]));
+        proxy.blackHole();
+        seen.length = 0;
+        const during = c.put('during', new Uint8Array([2]));
+        // Two requests swallowed: the first attempt timed out and was retried while the store was dark.
+        while (proxy.swallowed < 2) await new Promise((r) => setTimeout(r, 20));
+        proxy.recover();
+        await during;
+        assert.ok(seen.length >= 3, `${seen.length} attempts`);
+        assert.ok(seen.every((r) => r.command === 'PutObjectCommand'));
+        assert.deepEqual([...(await c.get('during'))], [2]);
+        assert.deepEqual((await c.list('')).map((o) => o.key), ['before', 'during']);
+      } finally {
+        await c.close();
+        await proxy.close();
+      }
+    });
+
+    it('keep-alive connections that died in an outage are not reused: the retry opens a fresh one', { timeout: 60_000 }, async () => {
+      const proxy = await BlackHoleProxy.start(server.endpoint);
+      // Two attempts: with a dead pooled connection tried per attempt, every one would time out.
+      const c = clientOn(server, { endpoint: proxy.endpoint, ...patient, maxAttempts: 2 });
+      const seen = recordRequests(c);
+      try {
+        // Four requests at once leave four connections in the client's pool.
+        await Promise.all([0, 1, 2, 3].map((i) => c.put(`warm/${i}`, new Uint8Array([i]))));
+        assert.equal(proxy.connections, 4);
+        // Every pooled connection dies for good, and the store answers new ones at once.
+        proxy.blackHole();
+        proxy.recover({ keepDead: true });
+        seen.length = 0;
+        assert.deepEqual([...(await c.get('warm/2'))], [2]);
+        assert.equal(proxy.swallowed, 1, 'one request was sent on a dead connection');
+        assert.equal(seen.length, 2, 'one attempt on a dead pooled connection, one on a fresh one');
+        assert.equal(proxy.connections, 5);
+      } finally {
+        await c.close();
+        await proxy.close();
+      }
+    });
+  });
+
   describe('against a scripted server', () => {
     // A plain HTTP server that answers as told: for failure modes s3rver cannot produce.
     let fake: Server;
@@ -507,14 +559,72 @@ describe('S3Storage specifics', () => {
 
     it('times out an attempt that gets no answer, and retries it', async () => {
       reset(() => undefined); // never answers
-      const c = fakeClient({ maxAttempts: 2, requestTimeoutMs: 200 });
+      const c = fakeClient({ maxAttempts: 2, firstByteTimeoutMs: 200 });
       try {
         const err = await assertCode(c.list(''), 'STORAGE_IO');
         assert.equal(requests, 2);
         assert.match(err.message, /no response within 200 ms/);
+        assert.match(err.hint ?? '', /first-byte-timeout/);
       } finally {
         await c.close();
         fake.closeAllConnections();
+      }
+    });
+
+    it('a download that keeps moving is cut by no timeout, however long it takes', async () => {
+      const body = Buffer.alloc(12 * 1024, 7);
+      reset((_req, res) => {
+        res.writeHead(200, { 'content-length': String(body.length), etag: '"x"' });
+        // 12 chunks 250 ms apart: longer in all than either timeout, never idle for as long.
+        let sent = 0;
+        const timer = setInterval(() => {
+          res.write(body.subarray(sent, sent + 1024));
+          sent += 1024;
+          if (sent >= body.length) {
+            clearInterval(timer);
+            res.end();
+          }
+        }, 250);
+        res.once('close', () => clearInterval(timer));
+      });
+      const c = fakeClient({ maxAttempts: 3, firstByteTimeoutMs: 1000, requestTimeoutMs: 2000 });
+      try {
+        assert.ok(Buffer.from(await c.get('slow')).equals(body));
+        assert.equal(requests, 1);
+      } finally {
+        await c.close();
+      }
+    });
+
+    it('an upload on a slow uplink is not cut by the first-byte timeout while its last bytes drain', async () => {
+      const size = 16 * 1024 * 1024;
+      let received = 0;
+      reset((req, res) => {
+        // The store takes the body in at 5 MiB/s, like a slow uplink: the client hands its last
+        // few MiB to loopback's socket buffers (its request is "sent") well before the store has
+        // them, and waits for an answer while they drain. Nothing else holds the answer back.
+        req.removeAllListeners('data');
+        let nextPause = 512 * 1024;
+        req.on('data', (d: Buffer) => {
+          received += d.length;
+          if (received >= nextPause) {
+            nextPause += 512 * 1024;
+            req.pause();
+            setTimeout(() => req.resume(), 100);
+          }
+        });
+        req.on('end', () => {
+          res.writeHead(200, { etag: '"x"' });
+          res.end();
+        });
+      });
+      const c = fakeClient({ maxAttempts: 3, firstByteTimeoutMs: 200, requestTimeoutMs: 20_000 });
+      try {
+        await c.put('slow', new Uint8Array(size));
+        assert.equal(requests, 1);
+        assert.equal(received, size);
+      } finally {
+        await c.close();
       }
     });
 
@@ -590,7 +700,7 @@ describe('S3Storage specifics', () => {
   describe('configuration', () => {
     it('openStorage builds an S3Storage with every URL parameter reaching the client', async () => {
       const input = 's3://my-bucket/db/app?endpoint=http://127.0.0.1:9&region=eu-west-3&force-path-style=false' +
-        '&sse=aws:kms&sse-kms-key-id=alias/pitr&storage-class=STANDARD_IA';
+        '&sse=aws:kms&sse-kms-key-id=alias/pitr&storage-class=STANDARD_IA&first-byte-timeout=1.5s&request-timeout=2m';
       const storage = await openStorage(input);
       try {
         assert.ok(storage instanceof S3Storage);
@@ -603,6 +713,8 @@ describe('S3Storage specifics', () => {
         assert.equal(s.serverSideEncryption, 'aws:kms');
         assert.equal(s.sseKmsKeyId, 'alias/pitr');
         assert.equal(s.storageClass, 'STANDARD_IA');
+        assert.equal(s.firstByteTimeoutMs, 1500);
+        assert.equal(s.requestTimeoutMs, 120_000);
         assert.equal(storage.url, parseReplicaUrl(input).url);
         const config = storage.client.config;
         assert.equal(await config.region(), 'eu-west-3');
@@ -651,6 +763,7 @@ describe('S3Storage specifics', () => {
       assert.equal(aws.settings.maxAttempts, 6);
       assert.equal(aws.settings.maxConcurrency, 8);
       assert.equal(aws.settings.requestTimeoutMs, 30_000);
+      assert.equal(aws.settings.firstByteTimeoutMs, 5_000);
       assert.equal(await aws.client.config.requestChecksumCalculation(), 'WHEN_SUPPORTED');
       assert.equal(aws.url, 's3://bkt');
       for (const s of [custom, fromEnv, envPrecedence, urlWins, aws]) await s.close();
@@ -665,6 +778,9 @@ describe('S3Storage specifics', () => {
         ['s3://bkt/p?storage-class=GLACIER', /archive restore/],
         ['s3://bkt/p?storage-class=DEEP_ARCHIVE', /archive restore/],
         ['s3://bkt/p?storageclass=STANDARD', /unknown parameter/],
+        ['s3://bkt/p?first-byte-timeout=5', /first-byte-timeout must be a duration/],
+        ['s3://bkt/p?first-byte-timeout=0', /first-byte-timeout must be a duration/],
+        ['s3://bkt/p?request-timeout=soon', /request-timeout must be a duration/],
       ] as const) {
         await assert.rejects(openStorage(input), (err: unknown) => {
           assert.ok(isPitrError(err, 'REPLICA_URL_INVALID'), String(err));
@@ -679,6 +795,7 @@ describe('S3Storage specifics', () => {
       assert.throws(() => new S3Storage({ bucket: 'b', maxAttempts: 0 }), RangeError);
       assert.throws(() => new S3Storage({ bucket: 'b', maxConcurrency: 0 }), RangeError);
       assert.throws(() => new S3Storage({ bucket: 'b', requestTimeoutMs: Number.NaN }), RangeError);
+      assert.throws(() => new S3Storage({ bucket: 'b', firstByteTimeoutMs: 0 }), RangeError);
     });
 
     it('classifies failures for retry', () => {

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 
 import {
+  CompleteMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -16,12 +17,14 @@ import type {
   StorageClass,
 } from '@aws-sdk/client-s3';
 import { uploadObject, type SendCommand } from './multipart-upload.js';
+import { isFirstByteTimeout, watchedAgents, withFirstByteTimeout } from './first-byte-timeout.js';
 
 import { isPitrError, PitrError } from '../../errors.js';
 import type { S3ReplicaUrl } from '../open-storage.js';
 import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
 import { checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
 import { bodyChunks, releaseBody } from '../put-body.js';
+import { parseDuration } from '../../util/duration.js';
 
 /** Byte bodies up to this size go up in one PutObject; larger ones, and streams longer than a part, as multipart. */
 export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
@@ -52,8 +55,18 @@ export interface S3Limits {
   /** Backoff ceiling (default 20 s). */
   maxDelayMs: number;
   /**
-   * Per attempt: how long until the response arrives (for get(), its whole body), and how long a
-   * socket may sit idle while a stream is read (default 30 s).
+   * Per attempt: how long the store may keep a request waiting while nothing is in transfer: for a
+   * connection, and from the moment the request (body included) is sent until the answer's
+   * headers arrive (default 5 s; an upload waits longer by the time its body took to send, up to
+   * requestTimeoutMs). A dead connection is found this fast, and the attempt is retried at once on
+   * a fresh one. See first-byte-timeout.ts.
+   */
+  firstByteTimeoutMs: number;
+  /**
+   * Per attempt: how long a connection may sit idle while a request body or an answer is in
+   * transfer, and how long requests that make the store work before it answers (completing a
+   * multipart upload, deleting a batch of keys) wait for their answer (default 30 s). A transfer
+   * that keeps moving is never cut, however slow.
    */
   requestTimeoutMs: number;
   /** Requests in flight at once on this client (default 8). */
@@ -64,6 +77,7 @@ export const DEFAULT_S3_LIMITS: Readonly<S3Limits> = Object.freeze({
   maxAttempts: 6,
   baseDelayMs: 200,
   maxDelayMs: 20_000,
+  firstByteTimeoutMs: 5_000,
   requestTimeoutMs: 30_000,
   maxConcurrency: 8,
 });
@@ -159,8 +173,10 @@ export class S3Storage implements StorageClient {
       // Retries are ours (see request()): the SDK's own would sleep through an abort.
       maxAttempts: 1,
       requestHandler: {
-        connectionTimeout: limits.requestTimeoutMs,
-        // Socket inactivity, which also covers a response body that stops arriving mid-stream.
+        // Our agents: they time the waits for the store (connecting, and from the request sent to
+        // the answer's first byte), which the SDK's own timeouts cannot tell apart from a transfer.
+        ...watchedAgents({ ms: limits.firstByteTimeoutMs, maxMs: limits.requestTimeoutMs }),
+        // Socket inactivity: a request body or an answer that stops moving mid-transfer.
         socketTimeout: limits.requestTimeoutMs,
       },
     };
@@ -221,7 +237,7 @@ export class S3Storage implements StorageClient {
       // Read inside the attempt, so a connection lost mid-body is retried like any other failure.
       const bytes = out.Body === undefined ? new Uint8Array(0) : await out.Body.transformToByteArray();
       return range === undefined ? bytes : this.sliceRange(bytes, out.ContentRange, range, key);
-    }, (err) => this.notFoundFor(err, key, range));
+    }, { classify: (err) => this.notFoundFor(err, key, range) });
   }
 
   async getStream(key: string, opts: RequestOptions = {}): Promise<Readable> {
@@ -231,7 +247,7 @@ export class S3Storage implements StorageClient {
     // reads several streams in turn could deadlock a caller that opens more than maxConcurrency.
     const out: GetObjectCommandOutput = await this.request('get', key, signal, (s) =>
       this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: fullKey }), { abortSignal: s }),
-    (err) => this.notFoundFor(err, key));
+    { classify: (err) => this.notFoundFor(err, key) });
     const stream = out.Body instanceof Readable ? out.Body : Readable.from([]);
     if (signal !== undefined) {
       const onAbort = (): void => {
@@ -299,7 +315,9 @@ export class S3Storage implements StorageClient {
           Bucket: this.settings.bucket,
           // Quiet: the answer lists only failures, not 1,000 successes.
           Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
-        }), { abortSignal: s }));
+        }), { abortSignal: s }),
+      // Up to 1,000 deletions before the store answers.
+      { slowAnswer: true });
       const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
       if (failed.length > 0) {
         const first = failed[0]!;
@@ -320,7 +338,7 @@ export class S3Storage implements StorageClient {
     try {
       await this.request('check', '', opts.signal, (s) =>
         this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket }), { abortSignal: s }),
-      (err) => (statusOf(err) === 404 || nameOf(err) === 'NoSuchBucket' ? MISSING : undefined));
+      { classify: (err) => (statusOf(err) === 404 || nameOf(err) === 'NoSuchBucket' ? MISSING : undefined) });
       return true;
     } catch (err) {
       if (err === MISSING) return false;
@@ -335,14 +353,17 @@ export class S3Storage implements StorageClient {
   /**
    * Multipart (or, for a body that fits in one part, single) upload (multipart-upload.ts: views of
    * a byte body, reused part buffers for a stream), every request through request(): retries,
-   * timeout, concurrency limit and the caller's signal. The AbortMultipartUpload after a failure runs even when the signal has
+   * timeouts, concurrency limit and the caller's signal. The AbortMultipartUpload after a failure runs even when the signal has
    * fired, and its own failure must not replace the error that caused it; parts it fails to
    * remove are only a storage cost (a bucket lifecycle rule for incomplete uploads reclaims them).
    */
   private async multipart(key: string, fullKey: string, body: Uint8Array | AsyncIterable<Uint8Array>, size: number | undefined, signal: AbortSignal | undefined): Promise<void> {
     const send: SendCommand = (command, o) =>
       this.request('put', key, o?.cleanup ? undefined : signal, (s) =>
-        this.client.send(command as PutObjectCommand, { abortSignal: s }));
+        this.client.send(command as PutObjectCommand, { abortSignal: s }),
+      // S3 answers a completion at once and works on behind whitespace it sends to keep the
+      // connection up; compatible stores may assemble the parts before they send a byte.
+      { slowAnswer: command instanceof CompleteMultipartUploadCommand });
     try {
       await uploadObject({
         send,
@@ -373,45 +394,48 @@ export class S3Storage implements StorageClient {
   }
 
   /**
-   * Run one S3 request with a permit, a per-attempt timeout and retries. `attempt` gets the
-   * signal to pass to the SDK. `classify` may turn an error into a final answer (a PitrError to
-   * throw, or any value to rethrow as is) before retry logic looks at it.
+   * Run one S3 request with a permit, per-attempt timeouts and retries. `attempt` gets the signal
+   * to pass to the SDK. `classify` may turn an error into a final answer (a PitrError to throw, or
+   * any value to rethrow as is) before retry logic looks at it. `slowAnswer` marks a request the
+   * store may work on for long before it answers: it waits requestTimeoutMs for its first byte.
+   *
+   * Timeouts, per attempt: firstByteTimeoutMs while the store keeps the request waiting (see
+   * first-byte-timeout.ts), requestTimeoutMs of inactivity while a body is in transfer (the SDK's
+   * socket timeout). No deadline on the whole attempt: a slow transfer that keeps moving (a part
+   * on a thin uplink, a large get()) must not be cut and retried forever.
    */
   private async request<T>(
     op: Op,
     key: string,
     signal: AbortSignal | undefined,
     attempt: (signal: AbortSignal) => Promise<T>,
-    classify?: (err: unknown) => unknown,
+    opts: { classify?: (err: unknown) => unknown; slowAnswer?: boolean } = {},
   ): Promise<T> {
-    const { maxAttempts, requestTimeoutMs } = this.settings;
+    const { maxAttempts, firstByteTimeoutMs, requestTimeoutMs } = this.settings;
+    const firstByte = { ms: opts.slowAnswer === true ? Math.max(firstByteTimeoutMs, requestTimeoutMs) : firstByteTimeoutMs, maxMs: requestTimeoutMs };
     for (let n = 1; ; n++) {
       if (signal?.aborted) throw this.abortError(signal, op, key);
       const release = await this.permits.acquire(signal, () => this.abortError(signal!, op, key));
       const ac = new AbortController();
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        ac.abort(new Error(`no response within ${requestTimeoutMs} ms`));
-      }, requestTimeoutMs);
       const onAbort = (): void => ac.abort(signal!.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
-      let failure: unknown;
+      let timedOut = false;
       try {
-        return await attempt(ac.signal);
+        return await withFirstByteTimeout(firstByte, () => attempt(ac.signal));
       } catch (err) {
         if (signal?.aborted) throw this.abortError(signal, op, key);
-        const verdict = classify?.(err);
+        const verdict = opts.classify?.(err);
         if (verdict !== undefined) throw verdict;
         if (isPitrError(err)) throw err;
-        failure = timedOut ? timeoutError(requestTimeoutMs, err) : err;
-        if (!(timedOut || isRetryable(err)) || n >= maxAttempts) throw this.ioError(op, key, failure, n);
+        timedOut = isFirstByteTimeout(err);
+        if (!(timedOut || isRetryable(err)) || n >= maxAttempts) throw this.ioError(op, key, err, n);
       } finally {
-        clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         release();
       }
-      await this.backoff(n, signal, op, key);
+      // The timeout was the wait already: the retry goes out at once, on a fresh connection (the
+      // dead one and its idle peers are closed), so a store that is back answers it straight away.
+      if (!timedOut) await this.backoff(n, signal, op, key);
     }
   }
 
@@ -531,6 +555,11 @@ export class S3Storage implements StorageClient {
     if (name === 'InvalidStorageClass' || name === 'InvalidArgument' || name === 'KMS.NotFoundException') {
       return 'The store refused the request parameters: check the storage-class, sse and sse-kms-key-id parameters of the replica URL.';
     }
+    if (isFirstByteTimeout(err)) {
+      return `${where} accepted no connection, or sent no answer, within the first-byte timeout: check that it is reachable ` +
+        'from this host, then retry. If it is, but slow to start answering (or the uplink is very slow), raise ' +
+        'first-byte-timeout in the replica URL.';
+    }
     if (isRetryable(err) || name === 'TimeoutError') {
       return `${where} did not answer in time or refused the connection: check that it is reachable from this host, then retry.`;
     }
@@ -572,6 +601,20 @@ export function s3OptionsFromUrl(parsed: S3ReplicaUrl): S3StorageOptions {
     }
   }
   const pathStyle = p['force-path-style'];
+  const timeout = (name: string): number | undefined => {
+    const text = p[name];
+    if (text === undefined) return undefined;
+    let ms: number;
+    try {
+      ms = parseDuration(text, name);
+    } catch {
+      ms = Number.NaN;
+    }
+    if (!(ms >= 1)) throw invalid(`${name} must be a duration like 5s or 500ms, not "${text}"`, `Give ${name} with a unit, e.g. ${name}=10s.`);
+    return ms;
+  };
+  const firstByteTimeoutMs = timeout('first-byte-timeout');
+  const requestTimeoutMs = timeout('request-timeout');
   return {
     bucket: parsed.bucket,
     prefix: parsed.prefix,
@@ -582,6 +625,8 @@ export function s3OptionsFromUrl(parsed: S3ReplicaUrl): S3StorageOptions {
     ...(sse !== undefined && { serverSideEncryption: sse }),
     ...(kmsKey !== undefined && { sseKmsKeyId: kmsKey }),
     ...(storageClass !== undefined && { storageClass }),
+    ...(firstByteTimeoutMs !== undefined && { firstByteTimeoutMs }),
+    ...(requestTimeoutMs !== undefined && { requestTimeoutMs }),
   };
 }
 
@@ -595,6 +640,7 @@ function resolveLimits(opts: Partial<S3Limits>): S3Limits {
     maxAttempts: Math.floor(pick('maxAttempts', 1)),
     baseDelayMs: pick('baseDelayMs', 0),
     maxDelayMs: pick('maxDelayMs', 0),
+    firstByteTimeoutMs: pick('firstByteTimeoutMs', 1),
     requestTimeoutMs: pick('requestTimeoutMs', 1),
     maxConcurrency: Math.floor(pick('maxConcurrency', 1)),
   };
@@ -655,10 +701,6 @@ function describeError(err: unknown): string {
   // HEAD answers have no body, so the SDK's message is often just "UnknownError" or empty.
   const useful = message !== '' && message !== 'UnknownError' && message !== name;
   return head === '' ? message : useful ? `${head}: ${message}` : head;
-}
-
-function timeoutError(ms: number, cause: unknown): Error {
-  return Object.assign(new Error(`no response within ${ms} ms`, { cause }), { name: 'TimeoutError' });
 }
 
 function sizeMismatch(url: string, key: string, actual: number, expected: number): PitrError {

@@ -64,11 +64,21 @@ export function restoreCommand(): Command {
           progress?.clear();
           await storage.close();
         }
+        warnSkipped(result);
         print(result, flags.json ?? false);
       } catch (err) {
         process.exitCode = reportError(err);
       }
     });
+}
+
+/** Damaged objects the restore planned around, and newer generations it passed over: one warning each. */
+function warnSkipped(r: RestoreResult): void {
+  for (const d of r.skipped) process.stderr.write(`pitr: warning: skipped ${d.key}: ${d.reason}\n`);
+  for (const g of r.plan.skippedGenerations) {
+    process.stderr.write(`pitr: warning: generation ${g} holds only damaged objects and is not the replica's latest state; it was passed over\n`);
+  }
+  for (const n of r.notes) process.stderr.write(`pitr: warning: ${n}\n`);
 }
 
 function showProgress(line: ProgressLine, p: RestoreProgress): void {
@@ -91,7 +101,14 @@ function roundPhases(p: RestorePhases): RestorePhases {
 function print(r: RestoreResult, json: boolean): void {
   const p = r.plan;
   if (json) {
-    const common = { generation: p.generation, txid: r.txid, commitTime: iso(r.commitTime), commitTimeMs: r.commitTime };
+    const common = {
+      generation: p.generation,
+      txid: r.txid,
+      commitTime: iso(r.commitTime),
+      commitTimeMs: r.commitTime,
+      skipped: r.skipped.map((d) => ({ key: d.key, reason: d.reason })),
+      skippedGenerations: p.skippedGenerations,
+    };
     const out = r.dryRun
       ? {
           dryRun: true,

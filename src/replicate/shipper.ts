@@ -166,7 +166,7 @@ export class Shipper {
     }
     while (Date.now() < deadline) {
       if (this.running) await this.running;
-      if (!this.hasPending()) return true;
+      if (!this.hasPending()) break;
       this.kick();
       await this.running;
       if (this.hasPending()) {
@@ -177,7 +177,7 @@ export class Shipper {
     }
     const done = !this.hasPending();
     // Stopping: prove the last uploads now rather than after the marker interval.
-    if (done) await this.writeMarker(true);
+    if (done) await this.writeMarker(false);
     return done;
   }
 

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildCatalog, latestState, maxTxid, type ReplicaMarker } from '../../src/catalog/catalog.js';
 import { planRestore, type RestoreTarget } from '../../src/restore/plan.js';
+import { planRetention } from '../../src/replicate/retention.js';
 import { segmentKey, snapshotKey } from '../../src/segment/object-names.js';
 import { isPitrError, type ErrorCode } from '../../src/errors.js';
 import type { ObjectInfo } from '../../src/storage/storage-client.js';
@@ -255,5 +256,21 @@ describe('completeness: damaged objects are planned around', () => {
   it('a replica of nothing but damaged objects is OBJECT_CORRUPT, an empty one REPLICA_EMPTY', () => {
     refuses([snap(G1, 0, 0, 0)], { kind: 'latest' }, 'OBJECT_CORRUPT', null, 'empty (0 bytes)');
     refuses([], { kind: 'latest' }, 'REPLICA_EMPTY', null);
+  });
+});
+
+describe('retention and damaged objects', () => {
+  it('never takes an empty snapshot as the base it keeps, and deletes empty objects with the range they name', () => {
+    // An empty snapshot at 45 must not become the base: trimming up to it would leave G2 nothing to start from.
+    const emptySnap = snap(G2, 45, time(45), 0);
+    const emptySeg = seg(G2, 21, 30, 0);
+    const c = buildCatalog([...healthy, emptySnap, emptySeg]);
+    const p = planRetention(c, time(50), G2);
+    const gone = new Set([...p.snapshots, ...p.segments].map((e) => e.key));
+    assert.ok(!gone.has(snapshotKey(G2, 20, time(20))), 'the intact base stays');
+    assert.ok(!gone.has(emptySnap.key));
+    // Past the whole of G1, its objects go, and an empty object in the trimmed range goes with them.
+    const q = planRetention(buildCatalog([...healthy, seg(G1, 1, 20, 0)]), time(99), G2);
+    assert.ok([...q.segments].some((e) => e.key === seg(G1, 1, 20, 0).key));
   });
 });

@@ -176,8 +176,9 @@ export class Shipper {
       }
     }
     const done = !this.hasPending();
-    // Stopping: prove the last uploads now rather than after the marker interval.
-    if (done) await this.writeMarker(false);
+    // Stopping: prove the last uploads now rather than after the marker interval (but never wait
+    // past the deadline for it: the data is uploaded, the marker is only its proof).
+    if (done) await beforeDeadline(this.writeMarker(false), deadline);
     return done;
   }
 
@@ -566,6 +567,17 @@ async function joinablePart(part: StoredSegment, entry: SegmentEntry): Promise<S
 function backoffMs(failures: number): number {
   const base = Math.min(30_000, 250 * 2 ** Math.min(failures, 8));
   return Math.round(base * (0.5 + Math.random() * 0.5));
+}
+
+/** Wait for `p`, or until `deadline` (ms since the epoch), whichever comes first. */
+async function beforeDeadline(p: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))));
+  try {
+    await Promise.race([p.then(() => undefined, () => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -85,9 +85,10 @@ export interface Hole {
 /** Segments that need a snapshot at or before firstTxid - 1, and there is none (intact). */
 export interface MissingBase {
   generation: string;
-  /** The txids of the segments that need it. */
+  /** The txids of the segments that need it, and how many they are. */
   firstTxid: number;
   lastTxid: number;
+  segments: number;
   /** The oldest intact snapshot after them, if any. */
   nextSnapshotTxid?: number;
   /** Damaged snapshots that could have been the base. */
@@ -344,6 +345,7 @@ function assess(g: GenerationEntry, claim: MarkerClaim | undefined): void {
       generation: g.id,
       firstTxid: first,
       lastTxid: Math.max(...beforeBase.map((s) => s.lastTxid)),
+      segments: beforeBase.length,
       ...(oldestSnap ? { nextSnapshotTxid: oldestSnap.txid } : {}),
       damaged: damagedBefore(first - 1),
     };

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { PitrError, isPitrError, type ErrorCode } from '../errors.js';
 import { buildCatalog, latestState, maxTxid, type Catalog } from '../catalog/catalog.js';
-import { describeHole, describeLost, describeMissingBase, describeOrphans } from '../catalog/describe.js';
+import { describeHole, describeLost, describeMissingBase, describeOrphan } from '../catalog/describe.js';
 import { readDbFileInfo } from '../db/db-file.js';
 import { loadPosition, type Position } from '../replicate/position.js';
 import { planRestore, type RestoreTarget } from '../restore/plan.js';
@@ -215,10 +215,11 @@ function completenessProblems(c: Catalog): Identified[] {
         problem: { check: 'completeness', code: 'REPLICA_INCOMPLETE', message: describeHole(h), hint, ...(object ? { object } : {}) },
       });
     }
-    const orphans = describeOrphans(g);
-    if (orphans) {
-      const first = g.orphans[0]?.key as string;
-      out.push({ id: `orphans:${g.id}:${g.orphans.map((o) => o.key).join(',')}`, problem: { check: 'completeness', code: 'REPLICA_INCOMPLETE', object: first, message: orphans, hint } });
+    // Orphans that need the missing base are counted in its problem; those after a hole are named one by one.
+    const base = g.missingBase && g.missingBase.damaged.length === 0 ? g.missingBase : undefined;
+    for (const o of g.orphans) {
+      if (base && o.lastTxid <= base.lastTxid) continue;
+      out.push({ id: `orphan:${o.key}`, problem: { check: 'completeness', code: 'REPLICA_INCOMPLETE', object: o.key, message: describeOrphan(o), hint } });
     }
   }
   return out;

@@ -1,6 +1,6 @@
 import { PitrError } from '../errors.js';
 import { hasIntact, latestState, type Catalog, type DamagedObject, type GenerationEntry, type SegmentEntry, type SnapshotEntry, type Window } from '../catalog/catalog.js';
-import { describeDamaged, describeHole, describeLost, describeMissingBase, describeOrphans, describeRestorable, txids } from '../catalog/describe.js';
+import { describeDamaged, describeHole, describeLost, describeMissingBase, describeOrphans, describeRestorable, orphansAfterHoles, txids } from '../catalog/describe.js';
 
 /** What state to restore. */
 export type RestoreTarget = { kind: 'latest' } | { kind: 'txid'; txid: number } | { kind: 'time'; timeMs: number };
@@ -163,7 +163,7 @@ function blocked(catalog: Catalog, g: GenerationEntry, what: string, from: Windo
     problems.push(`${txids(Math.max(start, 1), upTo)} of generation ${g.id} are not restorable`);
     damageOnly = false;
   }
-  const orphans = describeOrphans(g);
+  const orphans = describeOrphans(orphansAfterHoles(g), 0);
   const text = `cannot restore ${what}: ${problems.join('; ')}${orphans ? `; ${orphans}` : ''}; restorable: ${describeRestorable(catalog)}`;
   return damageOnly ? new PitrError('OBJECT_CORRUPT', text, CORRUPT_HINT) : new PitrError('REPLICA_INCOMPLETE', text, INCOMPLETE_HINT);
 }

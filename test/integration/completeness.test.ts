@@ -104,9 +104,9 @@ describe('completeness: pitr never answers with less than it was asked for, and 
   let fileReplica: string;
   let liveS3: string;
   let g1: string;
-  let g2: string;
-  let g2Segments: SegmentKey[];
-  let g2Snapshot: string;
+  let gen2: string;
+  /** Generation 2's objects in each replica. */
+  const g2: Record<'file' | 's3', { segments: SegmentKey[]; snapshot: string }> = { file: { segments: [], snapshot: '' }, s3: { segments: [], snapshot: '' } };
   let g1Last: number;
   let g2Newest: number;
   /** While the agent wrote G2: every restore and status run against the live replicas. */
@@ -172,23 +172,28 @@ describe('completeness: pitr never answers with less than it was asked for, and 
     const list = await runCliJson<ListJson>(['list', fileReplica, '--json']);
     assert.equal(list.generations.length, 2);
     g1 = list.generations[0]!.id;
-    g2 = list.generations[1]!.id;
+    gen2 = list.generations[1]!.id;
     g1Last = list.generations[0]!.lastTxid as number;
     g2Newest = list.generations[1]!.newestTxid;
-    const g2Keys = listFilesRecursive(join(fileReplica, 'generations', g2));
-    g2Segments = g2Keys
-      .filter((k) => k.endsWith('.seg'))
-      .map((k) => {
-        const key = `generations/${g2}/${k}`;
-        const n = parseObjectKey(key);
-        assert.ok(n && n.kind === 'segment');
-        return { key, firstTxid: n.firstTxid, lastTxid: n.lastTxid, firstTime: n.firstTime, lastTime: n.lastTime };
-      });
-    const snaps = g2Keys.filter((k) => k.endsWith('.snap'));
-    assert.equal(snaps.length, 1, `generation 2 has one snapshot: ${snaps.join(', ')}`);
-    g2Snapshot = `generations/${g2}/${snaps[0]}`;
-    assert.ok(g2Segments.length >= 5, `generation 2 has enough segments to lose one in the middle: ${g2Segments.length}`);
-    assert.equal(g2Segments.at(-1)!.lastTxid, g2Newest);
+    // Each replica's shipper batches on its own: the two hold the same transactions in different segments.
+    const fileKeys = listFilesRecursive(fileReplica).filter((k) => k.startsWith(`generations/${gen2}/`));
+    const liveClient = s3Client('live');
+    const s3Keys = (await liveClient.list(`generations/${gen2}/`)).map((o) => o.key);
+    await liveClient.close();
+    for (const [backend, keys] of [['file', fileKeys], ['s3', s3Keys]] as const) {
+      const segments = keys
+        .filter((k) => k.endsWith('.seg'))
+        .map((key) => {
+          const n = parseObjectKey(key);
+          assert.ok(n && n.kind === 'segment');
+          return { key, firstTxid: n.firstTxid, lastTxid: n.lastTxid, firstTime: n.firstTime, lastTime: n.lastTime };
+        });
+      const snaps = keys.filter((k) => k.endsWith('.snap'));
+      assert.equal(snaps.length, 1, `generation 2 has one snapshot in ${backend}: ${snaps.join(', ')}`);
+      assert.ok(segments.length >= 5, `generation 2 has enough segments in ${backend} to lose one in the middle: ${segments.length}`);
+      assert.equal(segments.at(-1)!.lastTxid, g2Newest);
+      g2[backend] = { segments, snapshot: snaps[0] as string };
+    }
   });
 
   after(async () => {
@@ -211,7 +216,9 @@ describe('completeness: pitr never answers with less than it was asked for, and 
     }
     const from = s3Client('live');
     const to = s3Client(name);
-    for (const o of await from.list('')) await to.put(o.key, await from.get(o.key));
+    const keys = (await from.list('')).map((o) => o.key);
+    for (const k of keys) await to.put(k, await from.get(k));
+    for (const k of d.remove ?? []) assert.ok(keys.includes(k), `${k} is not in the S3 replica`);
     await to.delete(d.remove ?? []);
     for (const k of d.empty ?? []) await to.put(k, new Uint8Array(0));
     for (const k of d.garbage ?? []) await to.put(k, randomBytes(1000));
@@ -317,14 +324,14 @@ describe('completeness: pitr never answers with less than it was asked for, and 
 
   it('the agent leaves a marker naming the newest durable txid of each generation', async () => {
     const hb = JSON.parse(readFileSync(join(fileReplica, 'heartbeat.json'), 'utf8')) as { generation: string; txid: number; ends?: { generation: string; txid: number }[] };
-    assert.equal(hb.generation, g2);
+    assert.equal(hb.generation, gen2);
     assert.equal(hb.txid, g2Newest);
     assert.deepEqual(hb.ends?.map((e) => [e.generation, e.txid]), [[g1, g1Last]]);
     for (const url of [fileReplica, liveS3]) {
       const v = await readOnly(url, ['verify', url, '--json']);
       assert.equal(v.code, 0, describeRun(v));
       const l = await runCliJson<ListJson>(['list', url, '--json'], { env });
-      assert.deepEqual(l.latest, { generation: g2, txid: g2Newest, restorable: true });
+      assert.deepEqual(l.latest, { generation: gen2, txid: g2Newest, restorable: true });
       assert.ok(l.generations.every((g) => g.complete && g.holes.length === 0 && g.orphans.length === 0));
     }
   });
@@ -333,9 +340,9 @@ describe('completeness: pitr never answers with less than it was asked for, and 
 
   for (const backend of ['file', 's3'] as const) {
     it(`${backend}: without its base snapshot the newest generation is unrestorable, and said to be; no fallback to the older one`, async () => {
-      const url = await damaged(backend, { remove: [g2Snapshot] });
+      const url = await damaged(backend, { remove: [g2[backend].snapshot] });
       const msg = await refusedRestore(url, [], 'REPLICA_INCOMPLETE');
-      assert.match(msg, new RegExp(`generation ${g2} has no base snapshot`));
+      assert.match(msg, new RegExp(`generation ${gen2} has no base snapshot`));
       assert.match(msg, new RegExp(`restorable: generation ${g1} txids? \\d+\\.\\.${g1Last}`), 'it says what is restorable instead');
       // A time after everything is "the latest state" too.
       await refusedRestore(url, ['--to', new Date(Date.now() + 3_600_000).toISOString()], 'REPLICA_INCOMPLETE');
@@ -347,12 +354,12 @@ describe('completeness: pitr never answers with less than it was asked for, and 
       const v = await failedVerify(url);
       assert.ok(v.problems.some((p) => p.check === 'completeness' && p.code === 'REPLICA_INCOMPLETE' && p.message.includes('no base snapshot')), JSON.stringify(v.problems));
       const s = await criticalStatus(url);
-      assert.equal(s.generation, g2);
+      assert.equal(s.generation, gen2);
       assert.match(s.problems.join('\n'), /no base snapshot/);
       if (backend === 'file') {
         const l = await runCliJson<ListJson>(['list', url, '--json']);
         const g = l.generations[1]!;
-        assert.deepEqual([g.missingBase?.firstTxid, g.complete, g.orphans.length], [g2Segments[0]!.firstTxid, false, g2Segments.length]);
+        assert.deepEqual([g.missingBase?.firstTxid, g.complete, g.orphans.length], [g2[backend].segments[0]!.firstTxid, false, g2[backend].segments.length]);
         const text = await readOnly(url, ['list', url]);
         assert.equal(text.code, 0, describeRun(text));
         assert.match(text.stdout, /MISSING BASE {2}generation \S+ has no base snapshot/);
@@ -365,13 +372,13 @@ describe('completeness: pitr never answers with less than it was asked for, and 
 
   for (const backend of ['file', 's3'] as const) {
     it(`${backend}: a segment missing in the middle: latest and targets past the hole refuse, naming it; targets before it restore`, async () => {
-      const victim = g2Segments[Math.floor(g2Segments.length / 2)]!;
+      const victim = g2[backend].segments[Math.floor(g2[backend].segments.length / 2)]!;
       const url = await damaged(backend, { remove: [victim.key] });
       const range = victim.firstTxid === victim.lastTxid ? `txid ${victim.firstTxid}` : `txids ${victim.firstTxid}..${victim.lastTxid}`;
       const msg = await refusedRestore(url, [], 'REPLICA_INCOMPLETE');
-      assert.ok(msg.includes(`${range} of generation ${g2} are missing`), msg);
-      assert.match(msg, /cannot be restored, no snapshot reaches them/);
-      assert.ok(msg.includes(`generation ${g2} txids`) && msg.includes(`..${victim.firstTxid - 1} (`), `it names the restorable part: ${msg}`);
+      assert.ok(msg.includes(`${range} of generation ${gen2} ${range.startsWith('txids') ? 'are' : 'is'} missing`), msg);
+      assert.match(msg, /cannot be restored, no snapshot reaches (it|them)/);
+      assert.ok(msg.includes(`generation ${gen2} txids`) && msg.includes(`..${victim.firstTxid - 1} (`), `it names the restorable part: ${msg}`);
       await refusedRestore(url, ['--txid', String(victim.lastTxid + 1)], 'REPLICA_INCOMPLETE');
       await refusedRestore(url, ['--to', new Date(victim.lastTime + 1).toISOString()], 'REPLICA_INCOMPLETE');
       // Just before the hole: exact.
@@ -382,7 +389,12 @@ describe('completeness: pitr never answers with less than it was asked for, and 
       const v = await failedVerify(url);
       const completeness = v.problems.filter((p) => p.check === 'completeness');
       assert.ok(completeness.some((p) => p.message.includes(range)), JSON.stringify(v.problems));
-      assert.ok(completeness.some((p) => p.message.includes('no snapshot reaches them')), JSON.stringify(v.problems));
+      // Every orphan is named, one problem each.
+      const orphans = g2[backend].segments.filter((x) => x.firstTxid > victim.lastTxid).map((x) => x.key);
+      assert.deepEqual(
+        completeness.filter((p) => p.message.includes('no snapshot reaches it')).map((p) => p.object),
+        orphans,
+      );
       assert.equal(parseCliError((await cli(['verify', url])).stderr)?.code, 'REPLICA_INCOMPLETE');
       const s = await criticalStatus(url);
       assert.match(s.problems.join('\n'), new RegExp(range.replace(/\./g, '\\.')));
@@ -391,7 +403,7 @@ describe('completeness: pitr never answers with less than it was asked for, and 
         assert.deepEqual(g.holes.map((h) => [h.kind, h.firstTxid, h.lastTxid]), [['gap', victim.firstTxid, victim.lastTxid]]);
         assert.deepEqual(
           g.orphans.map((o) => o.key),
-          g2Segments.filter((x) => x.firstTxid > victim.lastTxid).map((x) => x.key),
+          g2[backend].segments.filter((x) => x.firstTxid > victim.lastTxid).map((x) => x.key),
         );
         assert.equal(g.lastTxid, victim.firstTxid - 1);
         assert.equal(g.newestTxid, g2Newest);
@@ -407,10 +419,10 @@ describe('completeness: pitr never answers with less than it was asked for, and 
 
   for (const backend of ['file', 's3'] as const) {
     it(`${backend}: the newest segment missing is caught by the marker`, async () => {
-      const victim = g2Segments.at(-1)!;
+      const victim = g2[backend].segments.at(-1)!;
       const url = await damaged(backend, { remove: [victim.key] });
       const msg = await refusedRestore(url, [], 'REPLICA_INCOMPLETE');
-      assert.ok(msg.includes(`of generation ${g2} are missing at the end`), msg);
+      assert.match(msg, new RegExp(`of generation ${gen2} (is|are) missing at the end`));
       assert.ok(msg.includes(`marker says txid ${g2Newest} is durable`), msg);
       await refusedRestore(url, ['--to', new Date(victim.lastTime + 60_000).toISOString()], 'REPLICA_INCOMPLETE');
       const ok = await restored(url, ['--txid', String(victim.firstTxid - 1)]);
@@ -430,16 +442,16 @@ describe('completeness: pitr never answers with less than it was asked for, and 
 
   for (const backend of ['file', 's3'] as const) {
     it(`${backend}: a zero-byte segment named as spanning the whole generation is skipped, and said to be`, async () => {
-      const first = g2Segments[0]!;
-      const last = g2Segments.at(-1)!;
-      const junk = segmentKey(g2, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime);
+      const first = g2[backend].segments[0]!;
+      const last = g2[backend].segments.at(-1)!;
+      const junk = segmentKey(gen2, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime);
       const url = await damaged(backend, { empty: [junk] });
       const latest = await restored(url, []);
       assert.equal(latest.json.txid, g2Newest);
       assert.equal(latest.digest, await truth(g2Newest));
       assert.deepEqual(latest.json.skipped, [{ key: junk, reason: 'empty (0 bytes)' }]);
       assert.ok(latest.r.stderr.includes(`pitr: warning: skipped ${junk}: empty (0 bytes)`), describeRun(latest.r));
-      const mid = g2Segments[2]!.lastTxid;
+      const mid = g2[backend].segments[2]!.lastTxid;
       assert.equal((await restored(url, ['--txid', String(mid)])).digest, await truth(mid));
       // verify names the bad object, and still restores around it.
       const v = await failedVerify(url);
@@ -450,9 +462,9 @@ describe('completeness: pitr never answers with less than it was asked for, and 
   }
 
   it('file: the same object holding garbage (found bad only when read) is planned around when the restore reads it', async () => {
-    const first = g2Segments[0]!;
-    const last = g2Segments.at(-1)!;
-    const junk = segmentKey(g2, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime);
+    const first = g2.file.segments[0]!;
+    const last = g2.file.segments.at(-1)!;
+    const junk = segmentKey(gen2, first.firstTxid, last.lastTxid, first.firstTime, last.lastTime);
     const url = await damaged('file', { garbage: [junk] });
     const latest = await restored(url, []);
     assert.equal(latest.json.txid, g2Newest);
@@ -466,7 +478,7 @@ describe('completeness: pitr never answers with less than it was asked for, and 
       const junk = snapshotKey(FOREIGN_GEN, g2Newest + 1000, Date.now());
       const url = await damaged(backend, { empty: [junk] });
       const latest = await restored(url, []);
-      assert.equal(latest.json.generation, g2);
+      assert.equal(latest.json.generation, gen2);
       assert.equal(latest.json.txid, g2Newest);
       assert.equal(latest.digest, await truth(g2Newest));
       assert.deepEqual(latest.json.skippedGenerations, [FOREIGN_GEN]);
@@ -474,7 +486,7 @@ describe('completeness: pitr never answers with less than it was asked for, and 
       const ok = await readOnly(url, ['status', url, '--max-age', '25h', '--json']);
       assert.equal(ok.code, 0, describeRun(ok));
       const s = JSON.parse(ok.stdout) as StatusJson;
-      assert.equal(s.generation, g2);
+      assert.equal(s.generation, gen2);
       assert.match(s.problems.join('\n'), new RegExp(`damaged object ${junk}`));
     });
   }

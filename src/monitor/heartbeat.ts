@@ -104,6 +104,25 @@ export async function readHeartbeat(storage: StorageClient, signal?: AbortSignal
   return decodeHeartbeat(bytes, HEARTBEAT_KEY);
 }
 
+/**
+ * The replica's marker (its heartbeat) for readers that judge completeness: null when there is
+ * none; an unreadable one is null with a note saying why. A failing GET of a replica that does not
+ * exist (an S3 bucket that is not there answers differently from a missing key) is
+ * REPLICA_NOT_FOUND, as the LIST of a missing directory is.
+ */
+export async function readReplicaMarker(storage: StorageClient, signal?: AbortSignal): Promise<{ marker: Heartbeat | null; note?: string }> {
+  try {
+    return { marker: await readHeartbeat(storage, signal) };
+  } catch (err) {
+    if (isPitrError(err, 'OBJECT_CORRUPT')) return { marker: null, note: err.message };
+    if (isPitrError(err, 'ABORTED')) throw err;
+    if (!(await storage.exists(signal ? { signal } : {}).catch(() => true))) {
+      throw new PitrError('REPLICA_NOT_FOUND', `replica ${storage.url} does not exist`, 'check the URL; a file replica is a directory created by `pitr replicate`', { cause: err });
+    }
+    throw err;
+  }
+}
+
 /** Replace the replica's heartbeat (for the agent). */
 export async function writeHeartbeat(storage: StorageClient, h: Heartbeat, signal?: AbortSignal): Promise<void> {
   await storage.put(HEARTBEAT_KEY, encodeHeartbeat(h), signal ? { signal } : {});

@@ -1,9 +1,9 @@
-import { PitrError, isPitrError } from '../errors.js';
+import { PitrError } from '../errors.js';
 import { buildCatalog, latestState, type DamagedObject, type GenerationEntry, type Hole, type MissingBase, type SegmentEntry, type SnapshotEntry, type Window } from '../catalog/catalog.js';
 import { describeDamaged, describeLost, generationProblems } from '../catalog/describe.js';
 import { GENERATIONS_PREFIX } from '../segment/object-names.js';
 import type { ObjectInfo, StorageClient } from '../storage/storage-client.js';
-import { readHeartbeat, type Heartbeat } from './heartbeat.js';
+import { readReplicaMarker, type Heartbeat } from './heartbeat.js';
 
 /**
  * How current, how complete and how big a replica is, judged from the replica alone (one GET of
@@ -162,13 +162,8 @@ export async function replicaStatus(storage: StorageClient, opts: { now?: number
   const req = opts.signal ? { signal: opts.signal } : {};
   // The heartbeat first, then the LIST: it names only objects already durable, so everything it
   // names was there before the LIST began (read after, it could name an upload the LIST missed).
-  const hb = await readHeartbeat(storage, opts.signal).then(
-    (h) => ({ heartbeat: h, note: undefined }),
-    (err: unknown) => {
-      if (isPitrError(err, 'OBJECT_CORRUPT')) return { heartbeat: null, note: `${err.message}; age is from the newest commit` };
-      throw err;
-    },
-  );
+  const read = await readReplicaMarker(storage, opts.signal);
+  const hb = { heartbeat: read.marker, note: read.note === undefined ? undefined : `${read.note}; age is from the newest commit` };
   const objects = await storage.list(GENERATIONS_PREFIX, req);
   // Only an empty answer needs the extra request that tells "wrong URL" from "nothing yet".
   if (objects.length === 0 && hb.heartbeat === null && !(await storage.exists(req))) {

@@ -6,7 +6,7 @@ import { PitrError, errnoCode, isPitrError } from '../errors.js';
 import type { ObjectInfo, StorageClient } from '../storage/storage-client.js';
 import { buildCatalog, type Catalog, type DamagedObject } from '../catalog/catalog.js';
 import { GENERATIONS_PREFIX } from '../segment/object-names.js';
-import { readHeartbeat, type Heartbeat } from '../monitor/heartbeat.js';
+import { readReplicaMarker, type Heartbeat } from '../monitor/heartbeat.js';
 import { planRestore, type RestorePlan, type RestoreTarget } from './plan.js';
 import { decodeSegment, iterateTransactions, type DecodedSegment } from '../segment/segment-codec.js';
 import { PageWriter } from './page-writer.js';
@@ -93,14 +93,9 @@ export interface ReplicaView {
 export async function loadReplica(storage: StorageClient, opts: { signal?: AbortSignal; damaged?: ReadonlyMap<string, string> } = {}): Promise<ReplicaView> {
   const req = opts.signal ? { signal: opts.signal } : {};
   const notes: string[] = [];
-  let marker: Heartbeat | null;
-  try {
-    marker = await readHeartbeat(storage, opts.signal);
-  } catch (err) {
-    if (!isPitrError(err, 'OBJECT_CORRUPT')) throw err;
-    marker = null;
-    notes.push(`${err.message}; the newest objects are not proven by a marker`);
-  }
+  const read = await readReplicaMarker(storage, opts.signal);
+  if (read.note !== undefined) notes.push(`${read.note}; the newest objects are not proven by a marker`);
+  const marker = read.marker;
   const objects = await storage.list(GENERATIONS_PREFIX, req);
   if (objects.length === 0 && marker === null && !(await storage.exists(req))) {
     throw new PitrError('REPLICA_NOT_FOUND', `replica ${storage.url} does not exist`, 'check the URL; a file replica is a directory created by `pitr replicate`');

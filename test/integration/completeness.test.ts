@@ -336,6 +336,14 @@ describe('completeness: pitr never answers with less than it was asked for, and 
     }
   });
 
+  it('reading the marker first does not change what a missing bucket is: REPLICA_NOT_FOUND', async () => {
+    const srv = server as S3TestServer;
+    const missing = `s3://no-such-bucket/app?endpoint=${srv.endpoint}&region=us-east-1`;
+    for (const args of [['restore', missing, '-o', join(tmp, 'out', 'missing.db')], ['status', missing], ['list', missing], ['verify', missing]]) {
+      expectCliError(await cli(args), 'REPLICA_NOT_FOUND');
+    }
+  });
+
   // ---- the base snapshot of the newest generation is gone ----
 
   for (const backend of ['file', 's3'] as const) {

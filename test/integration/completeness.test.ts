@@ -124,7 +124,7 @@ describe('completeness: pitr never answers with less than it was asked for, and 
     tmp = await makeTempDir('pitr-completeness-');
     server = await startS3Server();
     // The AWS SDK warns on stderr about Node 20's support ending; the CLI's error must be stderr's first line.
-    env = { ...server.env, NODE_NO_WARNINGS: '1' };
+    env = { ...server.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
     const dbPath = join(tmp, 'app.db');
     fileReplica = join(tmp, 'replica');
     liveS3 = server.url('live');

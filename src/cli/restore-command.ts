@@ -64,6 +64,7 @@ export function restoreCommand(): Command {
           progress?.clear();
           await storage.close();
         }
+        warnSkipped(result);
         print(result, flags.json ?? false);
         if (result.refused) {
           // The plan is shown, and the exit code says what the real run would do.
@@ -74,6 +75,15 @@ export function restoreCommand(): Command {
         process.exitCode = reportError(err);
       }
     });
+}
+
+/** Damaged objects the restore planned around, and newer generations it passed over: one warning each. */
+function warnSkipped(r: RestoreResult): void {
+  for (const d of r.skipped) process.stderr.write(`pitr: warning: skipped ${d.key}: ${d.reason}\n`);
+  for (const g of r.plan.skippedGenerations) {
+    process.stderr.write(`pitr: warning: generation ${g} holds only damaged objects and is not the replica's latest state; it was passed over\n`);
+  }
+  for (const n of r.notes) process.stderr.write(`pitr: warning: ${n}\n`);
 }
 
 function showProgress(line: ProgressLine, p: RestoreProgress): void {
@@ -96,7 +106,14 @@ function roundPhases(p: RestorePhases): RestorePhases {
 function print(r: RestoreResult, json: boolean): void {
   const p = r.plan;
   if (json) {
-    const common = { generation: p.generation, txid: r.txid, commitTime: iso(r.commitTime), commitTimeMs: r.commitTime };
+    const common = {
+      generation: p.generation,
+      txid: r.txid,
+      commitTime: iso(r.commitTime),
+      commitTimeMs: r.commitTime,
+      skipped: r.skipped.map((d) => ({ key: d.key, reason: d.reason })),
+      skippedGenerations: p.skippedGenerations,
+    };
     const out = r.dryRun
       ? {
           dryRun: true,

@@ -35,8 +35,10 @@ export function statusCommand(): Command {
         'Age is how long ago the replica was last known to be current: the heartbeat time when the ' +
         'heartbeat vouches for the newest txid (the agent writes it while the replica is caught up), ' +
         'otherwise the newest commit time.\n\n' +
+        'It also reports what the replica lacks: missing base snapshots, holes, orphaned segments, damaged objects ' +
+        '(checked from the listing and the heartbeat, which names the newest durable txid).\n\n' +
         `With --max-age, one line "OK: ..." or "CRITICAL: ..." goes to stderr and the exit code is 0, or ${EXIT_CRITICAL} ` +
-        'when the age is over the limit or nothing is restorable. Errors (bad URL, unreachable replica) exit 1.',
+        'when the age is over the limit or the newest state is not restorable. Errors (bad URL, unreachable replica) exit 1.',
     )
     .argument('<replica>', 'replica URL: a directory path, file:///abs/path or s3://bucket/prefix')
     .addOption(new Option('--max-age <duration>', `exit ${EXIT_CRITICAL} when the replica was last confirmed current longer ago than this`).argParser(maxAgeArg))
@@ -77,7 +79,17 @@ interface Check {
 
 function evaluate(s: ReplicaStatus, maxAge: MaxAge): Check {
   if (s.latest === null || s.ageMs === null) {
-    return { status: 'CRITICAL', message: `replica ${s.replica} holds no restorable state (max ${maxAge.text})`, maxAge };
+    const why = s.problems.length > 0 ? `: ${s.problems[0]}` : '';
+    return { status: 'CRITICAL', message: `replica ${s.replica} holds no restorable state (max ${maxAge.text})${why}`, maxAge };
+  }
+  if (!s.restorable) {
+    // Whatever its age: the newest data the replica should hold cannot be restored.
+    const why = s.problems.find((p) => !p.startsWith('the newest state')) ?? s.problems[0] ?? 'objects are missing';
+    return {
+      status: 'CRITICAL',
+      message: `replica ${s.replica}: the newest state (txid ${s.latest.txid} of generation ${s.latest.generation}) is not restorable: ${why}`,
+      maxAge,
+    };
   }
   const newest = `newest txid ${s.latest.txid} committed ${iso(s.latest.commitTime)}`;
   const message = `replica ${s.replica} last confirmed current ${formatDuration(s.ageMs)} ago (max ${maxAge.text}); ${newest}`;
@@ -91,6 +103,8 @@ function toJson(s: ReplicaStatus, check: Check | undefined): Record<string, unkn
     now: iso(s.now),
     nowMs: s.now,
     empty: s.empty,
+    restorable: s.restorable,
+    proven: s.proven,
     generation: s.latest?.generation ?? null,
     txid: s.latest?.txid ?? null,
     commitTime: t(s.latest?.commitTime),
@@ -132,6 +146,11 @@ function toJson(s: ReplicaStatus, check: Check | undefined): Record<string, unkn
     bytesChange24h: s.bytesChange24h,
     bytesChangeNote: SIZE_NOTE,
     notes: s.notes,
+    problems: s.problems,
+    holes: s.holes.map((h) => ({ generation: h.generation, kind: h.kind, firstTxid: h.firstTxid, lastTxid: h.lastTxid, onlyDamaged: h.onlyDamaged })),
+    missingBases: s.missingBases.map((m) => ({ generation: m.generation, firstTxid: m.firstTxid, lastTxid: m.lastTxid })),
+    orphans: s.orphans.map((o) => ({ key: o.key, generation: o.generation, firstTxid: o.firstTxid, lastTxid: o.lastTxid })),
+    damaged: s.damaged.map((d) => ({ key: d.key, reason: d.reason })),
     ...(check ? { check: { status: check.status, message: check.message, maxAge: check.maxAge.text, maxAgeMs: check.maxAge.ms } } : {}),
   };
 }
@@ -140,9 +159,10 @@ function human(s: ReplicaStatus): string {
   const ago = (ms: number): string => `${formatDuration(Math.max(0, s.now - ms))} ago`;
   const out = [`replica     ${s.replica}`];
   if (s.latest === null) {
-    out.push('latest      nothing restorable yet');
+    out.push('latest      nothing restorable');
   } else {
-    out.push(`latest      txid ${s.latest.txid}, committed ${iso(s.latest.commitTime)} (${ago(s.latest.commitTime)}), generation ${s.latest.generation}`);
+    const state = s.restorable ? '' : ', NOT RESTORABLE';
+    out.push(`latest      txid ${s.latest.txid}, committed ${iso(s.latest.commitTime)} (${ago(s.latest.commitTime)}), generation ${s.latest.generation}${state}`);
   }
   if (s.heartbeat) {
     const a = s.heartbeat.agent;
@@ -161,6 +181,7 @@ function human(s: ReplicaStatus): string {
   out.push(`snapshots   ${s.snapshots}${snap}`);
   out.push(`stored      ${formatBytes(s.bytes)} in ${s.objects} objects (${s.generations} generations, ${s.segments} segments)`);
   out.push(`last 24h    +${formatBytes(s.bytesChange24h)} (${SIZE_NOTE})`);
+  for (const p of s.problems) out.push(`PROBLEM     ${p}`);
   for (const n of s.notes) out.push(`note        ${n}`);
   return out.join('\n') + '\n';
 }

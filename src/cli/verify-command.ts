@@ -19,7 +19,9 @@ export function verifyCommand(): Command {
     .summary('prove that a replica restores: checksums, a test restore, and optionally the live content')
     .description(
       'Prove that REPLICA restores:\n' +
-        '  1. check the checksum and format of every snapshot and segment;\n' +
+        '  1. check the checksum and format of every snapshot and segment, and that nothing is missing:\n' +
+        '     no hole between segments, no segment that no snapshot reaches, no lost newest objects\n' +
+        '     (the heartbeat names the newest durable txid);\n' +
         '  2. restore the target (default: latest) into a temp file, integrity_check it;\n' +
         '  3. with --db: restore the txid the agent last captured for that database (its\n' +
         '     state dir says which) and compare schema and rows with the live database.\n\n' +
@@ -101,6 +103,9 @@ function toJson(r: VerifyResult): Record<string, unknown> {
     content: r.content,
     contentNote: r.contentNote ?? null,
     contentTxid: r.contentTxid ?? null,
+    newestTxid: r.newestTxid,
+    proven: r.proven,
+    notes: r.notes,
     problems: r.problems,
     durationMs: Math.round(r.durationMs),
   };
@@ -108,14 +113,17 @@ function toJson(r: VerifyResult): Record<string, unknown> {
 
 function human(r: VerifyResult): string {
   const bad = r.problems.filter((p) => p.check === 'checksum' || p.check === 'read').length;
+  const missing = r.problems.filter((p) => p.check === 'completeness').length;
   const lines = [
     `verify ${r.replica}: ${r.ok ? 'OK' : `FAILED (${r.problems.length} problem${r.problems.length === 1 ? '' : 's'})`}`,
     `  objects   ${r.objectsChecked} checked, ${formatBytes(r.bytesChecked)}: ${bad === 0 ? 'all checksums ok' : `${bad} bad`}`,
+    `  complete  ${missing === 0 ? 'no holes, orphans or missing snapshots' : `${missing} problem${missing === 1 ? '' : 's'} (holes, orphans, missing snapshots)`}; newest txid ${r.newestTxid}${r.proven ? ', proven by the marker' : ''}`,
     r.integrity === 'ok'
       ? `  restore   generation ${r.generation}, txid ${r.txid} (committed ${iso(r.commitTime)}): integrity_check ok`
       : `  restore   ${r.integrity}`,
     `  content   ${r.content === 'match' ? 'match' : r.content === 'mismatch' ? 'MISMATCH' : 'skipped'}${r.contentNote ? `: ${r.contentNote}` : ''}`,
     `  took      ${formatDuration(r.durationMs)}`,
+    ...r.notes.map((n) => `  note      ${n}`),
   ];
   return lines.join('\n') + '\n';
 }

@@ -3,10 +3,14 @@ import { isGenerationId } from '../segment/object-names.js';
 import type { StorageClient } from '../storage/storage-client.js';
 
 /**
- * The heartbeat: a small JSON object at the replica root, rewritten by the agent while that
- * replica is caught up and idle. Segments only appear when the app commits, so on a quiet database
- * the newest commit time says nothing about whether replication still works; the heartbeat lets
- * `pitr status` judge freshness from the replica alone, wherever the agent runs.
+ * The heartbeat, also the replica's marker: a small JSON object at the replica root that names the
+ * newest txid durable in the replica (and where earlier generations ended). The agent rewrites it
+ * after uploads (at most every few seconds, see the shipper) and while the replica is caught up and
+ * idle. Segments only appear when the app commits, so on a quiet database the newest commit time
+ * says nothing about whether replication still works; the heartbeat lets `pitr status` judge
+ * freshness from the replica alone, wherever the agent runs. And since it is written only after the
+ * objects it names are durable, a listing that lacks them proves objects were lost (see
+ * docs/FORMAT.md, "Completeness"): readers GET it BEFORE they LIST.
  *
  * It is the one mutable object in a replica. Both backends replace a key atomically (rename;
  * S3 PUT), so a reader sees the old or the new heartbeat, never a mix.
@@ -23,7 +27,22 @@ export interface Heartbeat {
   /** Commit time of that txid (ms). */
   commitTime: number;
   agent: { host: string; pid: number; version: string };
+  /**
+   * Where earlier generations ended in this replica (their newest durable txid), newest first, as
+   * far as the agent knows. Optional: written since the completeness checks; older readers ignore it.
+   */
+  ends?: HeartbeatEnd[];
 }
+
+/** A generation and its newest durable txid. */
+export interface HeartbeatEnd {
+  generation: string;
+  txid: number;
+  commitTime: number;
+}
+
+/** At most this many earlier generations are named in `ends`. */
+export const MAX_HEARTBEAT_ENDS = 16;
 
 // Generous: a hand-edited or foreign file must not make status allocate or print much.
 const MAX_HEARTBEAT_BYTES = 64 * 1024;
@@ -69,6 +88,7 @@ function canonical(h: Heartbeat): Heartbeat {
     txid: h.txid,
     commitTime: h.commitTime,
     agent: { host: h.agent.host, pid: h.agent.pid, version: h.agent.version },
+    ...(h.ends !== undefined && h.ends.length > 0 ? { ends: h.ends.map((e) => ({ generation: e.generation, txid: e.txid, commitTime: e.commitTime })) } : {}),
   };
 }
 
@@ -82,6 +102,25 @@ export async function readHeartbeat(storage: StorageClient, signal?: AbortSignal
     throw err;
   }
   return decodeHeartbeat(bytes, HEARTBEAT_KEY);
+}
+
+/**
+ * The replica's marker (its heartbeat) for readers that judge completeness: null when there is
+ * none; an unreadable one is null with a note saying why. A failing GET of a replica that does not
+ * exist (an S3 bucket that is not there answers differently from a missing key) is
+ * REPLICA_NOT_FOUND, as the LIST of a missing directory is.
+ */
+export async function readReplicaMarker(storage: StorageClient, signal?: AbortSignal): Promise<{ marker: Heartbeat | null; note?: string }> {
+  try {
+    return { marker: await readHeartbeat(storage, signal) };
+  } catch (err) {
+    if (isPitrError(err, 'OBJECT_CORRUPT')) return { marker: null, note: err.message };
+    if (isPitrError(err, 'ABORTED')) throw err;
+    if (!(await storage.exists(signal ? { signal } : {}).catch(() => true))) {
+      throw new PitrError('REPLICA_NOT_FOUND', `replica ${storage.url} does not exist`, 'check the URL; a file replica is a directory created by `pitr replicate`', { cause: err });
+    }
+    throw err;
+  }
 }
 
 /** Replace the replica's heartbeat (for the agent). */
@@ -106,6 +145,16 @@ function heartbeatProblem(v: unknown): string | undefined {
   if (typeof agent['host'] !== 'string') return `agent.host must be a string, got ${show(agent['host'])}`;
   if (!isSafeNonNegative(agent['pid'])) return `agent.pid must be a non-negative integer, got ${show(agent['pid'])}`;
   if (typeof agent['version'] !== 'string') return `agent.version must be a string, got ${show(agent['version'])}`;
+  const ends = o['ends'];
+  if (ends !== undefined) {
+    if (!Array.isArray(ends) || ends.length > MAX_HEARTBEAT_ENDS) return `ends must be a list of at most ${MAX_HEARTBEAT_ENDS} entries`;
+    for (const e of ends as unknown[]) {
+      if (typeof e !== 'object' || e === null || Array.isArray(e)) return 'ends entries must be objects';
+      const x = e as Record<string, unknown>;
+      if (typeof x['generation'] !== 'string' || !isGenerationId(x['generation'])) return `ends: generation must be 16 lowercase hex characters, got ${show(x['generation'])}`;
+      if (!isSafeNonNegative(x['txid']) || !isSafeNonNegative(x['commitTime'])) return 'ends: txid and commitTime must be non-negative integers';
+    }
+  }
   return undefined;
 }
 

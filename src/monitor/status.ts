@@ -1,12 +1,13 @@
-import { PitrError, isPitrError } from '../errors.js';
-import { buildCatalog, type GenerationEntry, type SnapshotEntry, type Window } from '../catalog/catalog.js';
+import { PitrError } from '../errors.js';
+import { buildCatalog, latestState, type DamagedObject, type GenerationEntry, type Hole, type MissingBase, type SegmentEntry, type SnapshotEntry, type Window } from '../catalog/catalog.js';
+import { describeDamaged, describeLost, generationProblems } from '../catalog/describe.js';
 import { GENERATIONS_PREFIX } from '../segment/object-names.js';
 import type { ObjectInfo, StorageClient } from '../storage/storage-client.js';
-import { readHeartbeat, type Heartbeat } from './heartbeat.js';
+import { readReplicaMarker, type Heartbeat } from './heartbeat.js';
 
 /**
- * How current and how big a replica is, judged from the replica alone (one LIST and one GET of the
- * heartbeat), so it works from any machine and when the agent is dead.
+ * How current, how complete and how big a replica is, judged from the replica alone (one GET of
+ * the heartbeat, then one LIST), so it works from any machine and when the agent is dead.
  */
 export interface ReplicaStatus {
   replica: string;
@@ -14,8 +15,16 @@ export interface ReplicaStatus {
   now: number;
   /** True when nothing in the replica can be restored (no generation with a snapshot). */
   empty: boolean;
-  /** The newest restorable point: the end of the last window of the newest restorable generation. */
+  /**
+   * The newest state the replica is known to have reached: the newest txid of its latest
+   * generation (what `pitr restore` with no target means), from object names and the marker.
+   * Null when no generation holds an intact object.
+   */
   latest: { generation: string; txid: number; commitTime: number } | null;
+  /** True when `latest` can be restored. When false, `problems` says why. */
+  restorable: boolean;
+  /** True when the marker (heartbeat) names latest's txid or a later one: its newest objects are proven there. */
+  proven: boolean;
   heartbeat: Heartbeat | null;
   /**
    * When the replica was last known to be current: the heartbeat's time when the heartbeat vouches
@@ -40,6 +49,15 @@ export interface ReplicaStatus {
   bytesChange24h: number;
   /** Things worth telling the operator that are not failures (unreadable heartbeat, ...). */
   notes: string[];
+  /**
+   * What the replica lacks, one sentence each: missing base snapshots, holes, orphaned segments,
+   * damaged objects, a generation the marker names that is gone. Empty for a healthy replica.
+   */
+  problems: string[];
+  holes: Hole[];
+  missingBases: MissingBase[];
+  orphans: SegmentEntry[];
+  damaged: DamagedObject[];
 }
 
 export const DAY_MS = 86_400_000;
@@ -50,13 +68,24 @@ export const DAY_MS = 86_400_000;
  * replica as newer than now.
  */
 export function computeStatus(replica: string, objects: readonly ObjectInfo[], heartbeat: Heartbeat | null, now: number): ReplicaStatus {
-  const catalog = buildCatalog(objects);
+  const catalog = buildCatalog(objects, { marker: heartbeat });
   const notes: string[] = [];
 
-  let latestGen: GenerationEntry | undefined;
-  for (const g of catalog.generations) if (g.windows.length > 0) latestGen = g;
-  const lastWindow = latestGen?.windows[latestGen.windows.length - 1];
-  const latest = latestGen && lastWindow ? { generation: latestGen.id, txid: lastWindow.lastTxid, commitTime: lastWindow.lastTime } : null;
+  const state = latestState(catalog);
+  const latestGen: GenerationEntry | undefined = state.lost ? undefined : state.generation;
+  const lostId = state.lost ? ('id' in state.lost ? state.lost.id : state.lost.generation) : undefined;
+  // Null when no generation holds an intact object (a marker naming a lost one is a problem, below).
+  const latest = state.generation === undefined ? null : { generation: lostId ?? state.generation.id, txid: state.txid, commitTime: state.commitTime };
+  const restorable = latest !== null && state.restorable;
+  const proven = latest !== null && heartbeat !== null && heartbeat.generation === latest.generation && heartbeat.txid >= latest.txid;
+
+  const problems: string[] = [];
+  if (state.lost) problems.push(describeLost(state.lost));
+  for (const g of catalog.generations) problems.push(...generationProblems(g));
+  for (const d of catalog.damaged) problems.push(`damaged object ${describeDamaged(d)}`);
+  if (latest !== null && !restorable && !state.lost) {
+    problems.unshift(`the newest state, txid ${latest.txid} of generation ${latest.generation}, is not restorable`);
+  }
 
   let confirmedAt: number | null = null;
   let confirmedBy: ReplicaStatus['confirmedBy'] = null;
@@ -66,8 +95,9 @@ export function computeStatus(replica: string, objects: readonly ObjectInfo[], h
     if (heartbeat && heartbeat.txid >= latest.txid) {
       confirmedAt = Math.max(heartbeat.time, latest.commitTime);
       confirmedBy = 'heartbeat';
-      if (heartbeat.txid > latest.txid) {
-        notes.push(`the heartbeat names txid ${heartbeat.txid}, but the newest restorable txid in the replica is ${latest.txid}`);
+      const end = latestGen?.windows[latestGen.windows.length - 1]?.lastTxid;
+      if (heartbeat.generation === latest.generation && end !== undefined && heartbeat.txid > end) {
+        notes.push(`the heartbeat names txid ${heartbeat.txid}, but the newest restorable txid in the replica is ${end}`);
       }
     } else {
       confirmedAt = latest.commitTime;
@@ -91,13 +121,16 @@ export function computeStatus(replica: string, objects: readonly ObjectInfo[], h
     if (o.lastModified.getTime() <= now - DAY_MS) bytesDayAgo += o.size;
   }
   if (catalog.foreign.length > 0) notes.push(`${catalog.foreign.length} object(s) under ${GENERATIONS_PREFIX} are not pitr objects (ignored)`);
-  if (!latest && catalog.generations.length > 0) notes.push('the replica holds segments but no snapshot: nothing is restorable yet');
+  const empty = !catalog.generations.some((g) => g.windows.length > 0);
+  if (empty && catalog.generations.length > 0) notes.push('the replica holds segments but no snapshot: nothing is restorable');
 
   return {
     replica,
     now,
-    empty: latest === null,
+    empty,
     latest,
+    restorable,
+    proven,
     heartbeat,
     confirmedAt,
     confirmedBy,
@@ -112,6 +145,11 @@ export function computeStatus(replica: string, objects: readonly ObjectInfo[], h
     bytesDayAgo,
     bytesChange24h: bytes - bytesDayAgo,
     notes,
+    problems,
+    holes: catalog.generations.flatMap((g) => g.holes),
+    missingBases: catalog.generations.flatMap((g) => (g.missingBase ? [g.missingBase] : [])),
+    orphans: catalog.generations.flatMap((g) => g.orphans),
+    damaged: catalog.damaged,
   };
 }
 
@@ -122,16 +160,11 @@ export function computeStatus(replica: string, objects: readonly ObjectInfo[], h
  */
 export async function replicaStatus(storage: StorageClient, opts: { now?: number; signal?: AbortSignal } = {}): Promise<ReplicaStatus> {
   const req = opts.signal ? { signal: opts.signal } : {};
-  const [objects, hb] = await Promise.all([
-    storage.list(GENERATIONS_PREFIX, req),
-    readHeartbeat(storage, opts.signal).then(
-      (h) => ({ heartbeat: h, note: undefined }),
-      (err: unknown) => {
-        if (isPitrError(err, 'OBJECT_CORRUPT')) return { heartbeat: null, note: `${err.message}; age is from the newest commit` };
-        throw err;
-      },
-    ),
-  ]);
+  // The heartbeat first, then the LIST: it names only objects already durable, so everything it
+  // names was there before the LIST began (read after, it could name an upload the LIST missed).
+  const read = await readReplicaMarker(storage, opts.signal);
+  const hb = { heartbeat: read.marker, note: read.note === undefined ? undefined : `${read.note}; age is from the newest commit` };
+  const objects = await storage.list(GENERATIONS_PREFIX, req);
   // Only an empty answer needs the extra request that tells "wrong URL" from "nothing yet".
   if (objects.length === 0 && hb.heartbeat === null && !(await storage.exists(req))) {
     throw new PitrError('REPLICA_NOT_FOUND', `replica ${storage.url} does not exist`, 'check the URL; a file replica is a directory created by `pitr replicate`');

@@ -5,11 +5,12 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { PitrError, isPitrError, type ErrorCode } from '../errors.js';
-import { maxTxid, type Catalog } from '../catalog/catalog.js';
+import { buildCatalog, latestState, maxTxid, type Catalog } from '../catalog/catalog.js';
+import { describeHole, describeLost, describeMissingBase, describeOrphan } from '../catalog/describe.js';
 import { readDbFileInfo } from '../db/db-file.js';
 import { loadPosition, type Position } from '../replicate/position.js';
-import { planRestore, type RestorePlan, type RestoreTarget } from '../restore/plan.js';
-import { loadCatalog, restore } from '../restore/restore.js';
+import { planRestore, type RestoreTarget } from '../restore/plan.js';
+import { loadReplica, restore, type ReplicaView } from '../restore/restore.js';
 import { decodeSegment } from '../segment/segment-codec.js';
 import { readSnapshot } from '../segment/snapshot-codec.js';
 import { GENERATIONS_PREFIX } from '../segment/object-names.js';
@@ -18,7 +19,8 @@ import { scanWal } from '../wal/wal-scan.js';
 
 /** One thing that does not hold. `object` is the replica key when the problem is one object. */
 export interface VerifyProblem {
-  check: 'checksum' | 'read' | 'restore' | 'integrity' | 'content';
+  /** 'completeness': a hole, an orphaned segment, a missing base snapshot or generation (see catalog). */
+  check: 'checksum' | 'read' | 'completeness' | 'restore' | 'integrity' | 'content';
   object?: string;
   message: string;
   /** The PitrError code behind it (OBJECT_CORRUPT, INTEGRITY_CHECK_FAILED, VERIFY_MISMATCH, ...). */
@@ -43,6 +45,11 @@ export interface VerifyResult {
   contentNote?: string;
   /** The txid the live database was compared at. */
   contentTxid?: number;
+  /** The newest txid the replica is known to have reached (latest generation), and whether the marker proves it. */
+  newestTxid: number;
+  proven: boolean;
+  /** Things worth saying that are not failures (the newest uploads not proven by the marker yet, ...). */
+  notes: string[];
   problems: VerifyProblem[];
   durationMs: number;
 }
@@ -94,8 +101,9 @@ export async function verifyReplica(opts: VerifyOptions): Promise<VerifyResult> 
     }
   }
 
-  const catalog = await loadCatalog(storage, signal);
-  if (catalog.generations.length === 0) {
+  const view = await loadReplica(storage, signal ? { signal } : {});
+  const catalog = view.catalog;
+  if (catalog.generations.length === 0 && !latestState(catalog).lost) {
     throw new PitrError('REPLICA_EMPTY', `replica ${storage.url} holds no pitr generations`, 'check the URL; is an agent replicating to it (pitr replicate DB URL)?');
   }
   const result: VerifyResult = {
@@ -108,16 +116,41 @@ export async function verifyReplica(opts: VerifyOptions): Promise<VerifyResult> 
     bytesChecked: 0,
     integrity: 'skipped',
     content: 'skipped',
+    newestTxid: 0,
+    proven: false,
+    notes: [...view.notes],
     problems: [],
     durationMs: 0,
   };
 
   const bad = await checkObjects(storage, catalog, result, signal, opts.onProgress);
+  // What is missing, judged with the objects found bad counted as damaged. Problems seen in this
+  // first look are confirmed by a second (marker and LIST again) after the long checksum pass, so
+  // a retention run deleting a generation's head meanwhile is not reported as damage.
+  let seen = completenessProblems(buildCatalog(view.objects, { marker: view.marker, damaged: bad }));
+  let final = view;
+  if (seen.length > 0) {
+    final = await loadReplica(storage, signal ? { signal } : {});
+    const again = completenessProblems(buildCatalog(final.objects, { marker: final.marker, damaged: bad }));
+    const ids = new Set(seen.map((p) => p.id));
+    seen = again.filter((p) => ids.has(p.id));
+  }
+  for (const p of seen) result.problems.push(p.problem);
+  const judged = buildCatalog(final.objects, { marker: final.marker, damaged: bad });
+  const latest = latestState(judged);
+  result.newestTxid = latest.txid;
+  result.proven = final.marker !== null && latest.generation !== undefined && final.marker.generation === latest.generation.id && final.marker.txid >= latest.txid;
+  if (latest.generation && !result.proven && !latest.lost) {
+    result.notes.push(
+      `the newest txid ${latest.txid} of generation ${latest.generation.id} is not proven by the replica's marker yet ` +
+        '(the agent writes it within 10 s of an upload and when it stops): a loss of the newest objects would not show',
+    );
+  }
 
   let workDir: string | undefined;
   try {
     workDir = await mkdtemp(join(tmpdir(), 'pitr-verify-'));
-    const main = await tryRestore(storage, catalog, target, join(workDir, 'target.db'), bad, signal);
+    const main = await tryRestore(storage, judged, target, join(workDir, 'target.db'), bad, signal);
     let restored: Restored | null = null;
     if (main.ok) {
       restored = main.restored;
@@ -151,21 +184,63 @@ interface ObjectRef {
   kind: 'snapshot' | 'segment';
 }
 
-/** Check every listed object; returns the keys found bad (for the restore steps to avoid). */
+/** A completeness problem with an identity, to tell a lasting one from a passing state. */
+interface Identified {
+  id: string;
+  problem: VerifyProblem;
+}
+
+/**
+ * Every hole, orphan, missing base snapshot and lost generation of the catalog. Holes and bases
+ * that only damaged objects explain are left out: the checksum pass reports those objects.
+ */
+function completenessProblems(c: Catalog): Identified[] {
+  const out: Identified[] = [];
+  const hint = 'restore from another replica that holds these transactions; points outside them still restore (see `pitr list`)';
+  const latest = latestState(c);
+  if (latest.lost) {
+    const id = 'id' in latest.lost ? latest.lost.id : latest.lost.generation;
+    out.push({ id: `lost:${id}`, problem: { check: 'completeness', code: 'REPLICA_INCOMPLETE', message: describeLost(latest.lost), hint } });
+  }
+  for (const g of c.generations) {
+    if (g.missingBase && g.missingBase.damaged.length === 0) {
+      const m = g.missingBase;
+      out.push({ id: `base:${g.id}:${m.firstTxid}`, problem: { check: 'completeness', code: 'REPLICA_INCOMPLETE', message: describeMissingBase(m), hint } });
+    }
+    for (const h of g.holes) {
+      if (h.onlyDamaged) continue;
+      const object = h.after ?? h.before;
+      out.push({
+        id: `hole:${g.id}:${h.firstTxid}:${h.lastTxid}`,
+        problem: { check: 'completeness', code: 'REPLICA_INCOMPLETE', message: describeHole(h), hint, ...(object ? { object } : {}) },
+      });
+    }
+    // Orphans that need the missing base are counted in its problem; those after a hole are named one by one.
+    const base = g.missingBase && g.missingBase.damaged.length === 0 ? g.missingBase : undefined;
+    for (const o of g.orphans) {
+      if (base && o.lastTxid <= base.lastTxid) continue;
+      out.push({ id: `orphan:${o.key}`, problem: { check: 'completeness', code: 'REPLICA_INCOMPLETE', object: o.key, message: describeOrphan(o), hint } });
+    }
+  }
+  return out;
+}
+
+/** Check every listed object; returns the keys found bad, with why (for the restore steps to plan around). */
 async function checkObjects(
   storage: StorageClient,
   catalog: Catalog,
   result: VerifyResult,
   signal: AbortSignal | undefined,
   onProgress: ((done: number, total: number) => void) | undefined,
-): Promise<Set<string>> {
+): Promise<Map<string, string>> {
   const refs: ObjectRef[] = [];
   for (const g of catalog.generations) {
     for (const s of g.snapshots) refs.push({ key: s.key, size: s.size, kind: 'snapshot' });
     for (const s of g.segments) refs.push({ key: s.key, size: s.size, kind: 'segment' });
+    for (const d of g.damaged) refs.push({ key: d.key, size: d.size, kind: d.kind });
   }
   refs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const bad = new Set<string>();
+  const bad = new Map<string, string>();
   const vanished: ObjectRef[] = [];
   const failures: { ref: ObjectRef; err: unknown }[] = [];
   let done = 0;
@@ -193,7 +268,7 @@ async function checkObjects(
   }
   failures.sort((a, b) => (a.ref.key < b.ref.key ? -1 : 1));
   for (const { ref, err } of failures) {
-    bad.add(ref.key);
+    bad.set(ref.key, err instanceof Error ? err.message : String(err));
     result.objectsChecked += isPitrError(err, 'OBJECT_CORRUPT') ? 1 : 0;
     result.problems.push(problemFrom(err, isPitrError(err, 'OBJECT_CORRUPT') ? 'checksum' : 'read', ref.key));
   }
@@ -227,40 +302,32 @@ type RestoreOutcome =
   | { ok: false; why: 'plan' | 'blocked' | 'restore' | 'integrity'; problem: VerifyProblem };
 
 /**
- * restore() the target into `output`. A plan that needs an object already found bad is not run:
- * the restore could not get past that object anyway.
+ * restore() the target into `output`, planned around the objects already found bad (`catalog` was
+ * built with them as damaged). A target only bad objects hold is 'blocked': the checksum pass has
+ * reported them.
  */
 async function tryRestore(
   storage: StorageClient,
   catalog: Catalog,
   target: RestoreTarget,
   output: string,
-  bad: ReadonlySet<string>,
+  bad: ReadonlyMap<string, string>,
   signal: AbortSignal | undefined,
 ): Promise<RestoreOutcome> {
-  let plan: RestorePlan;
   try {
-    plan = planRestore(catalog, target, storage.url);
+    // Refusals first, without a temp file; restore() plans again, from its own look at the replica.
+    planRestore(catalog, target, storage.url);
   } catch (err) {
     throwIfAborted(signal, err);
-    return { ok: false, why: 'plan', problem: problemFrom(err, 'restore') };
-  }
-  const blocked = [plan.snapshot.key, ...plan.segments.map((s) => s.key)].filter((k) => bad.has(k));
-  if (blocked.length > 0) {
-    return {
-      ok: false,
-      why: 'blocked',
-      problem: {
-        check: 'restore',
-        object: blocked[0] as string,
-        code: 'OBJECT_CORRUPT',
-        message: `cannot restore ${describeTarget(target)}: it needs ${blocked.join(', ')}, which failed the checksum pass`,
-        hint: 'restore from another replica that holds these transactions, or choose a target before the bad object',
-      },
-    };
+    const problem = problemFrom(err, 'restore');
+    if (isPitrError(err, 'OBJECT_CORRUPT')) {
+      const object = [...bad.keys()].find((k) => err.message.includes(k));
+      return { ok: false, why: 'blocked', problem: { ...problem, ...(object ? { object } : {}) } };
+    }
+    return { ok: false, why: 'plan', problem };
   }
   try {
-    const r = await restore({ storage, output, target, ...(signal ? { signal } : {}) });
+    const r = await restore({ storage, output, target, damaged: bad, ...(signal ? { signal } : {}) });
     return { ok: true, restored: { generation: r.plan.generation, txid: r.txid, commitTime: r.commitTime, path: output } };
   } catch (err) {
     throwIfAborted(signal, err);
@@ -282,7 +349,7 @@ async function compareWithLive(
   stateDir: string,
   workDir: string,
   restored: Restored | null,
-  bad: ReadonlySet<string>,
+  bad: ReadonlyMap<string, string>,
   result: VerifyResult,
   signal: AbortSignal | undefined,
   catchUpWaitMs: number,
@@ -298,12 +365,14 @@ async function compareWithLive(
   let source: Restored | null = restored && restored.txid === txid ? restored : null;
   if (source === null) {
     // The agent ships what it captured within moments; give it that long before giving up.
-    let catalog = await loadCatalog(storage, signal);
+    const req = signal ? { signal } : {};
+    let view: ReplicaView = await loadReplica(storage, req);
     const deadline = Date.now() + catchUpWaitMs;
-    while (maxTxid(catalog) < txid && Date.now() < deadline) {
-      await sleep(CATCH_UP_POLL_MS, undefined, signal ? { signal } : {}).catch((err: unknown) => throwIfAborted(signal, err));
-      catalog = await loadCatalog(storage, signal);
+    while (maxTxid(view.catalog) < txid && Date.now() < deadline) {
+      await sleep(CATCH_UP_POLL_MS, undefined, req).catch((err: unknown) => throwIfAborted(signal, err));
+      view = await loadReplica(storage, req);
     }
+    const catalog = buildCatalog(view.objects, { marker: view.marker, damaged: bad });
     const held = maxTxid(catalog);
     if (held < txid) {
       result.contentNote = `live database is ahead of the replica (live txid ${txid}, replica holds up to ${held}); content not compared`;

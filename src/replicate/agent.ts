@@ -18,7 +18,6 @@ import type { Server } from 'node:http';
 import { AgentMetrics } from '../monitor/metrics.js';
 import { healthReport, type HealthReport } from '../monitor/health.js';
 import { startMonitorServer } from '../monitor/http-server.js';
-import { HEARTBEAT_KEY, encodeHeartbeat } from '../monitor/heartbeat.js';
 import { verifyReplica } from '../monitor/verify.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
 import { remoteFsOf } from '../util/remote-fs.js';
@@ -199,6 +198,7 @@ export class Agent {
           currentGeneration: () => this.capture?.state.generation ?? '',
           requestSnapshot: () => this.requestSnapshot('a replica has no snapshot of the current generation'),
           onShipped: () => void this.trimSpool(),
+          agent: { host: hostname(), pid: process.pid, version: this.opts.version ?? 'unknown' },
           events: {
             uploaded: (kind, bytes) => this.metrics?.uploaded(replica.url, kind, bytes),
             failed: () => this.metrics?.uploadFailed(replica.url),
@@ -739,21 +739,8 @@ export class Agent {
     if (!capture || this.stopping || this.changeSeenAt > 0) return;
     const gen = capture.state.generation;
     for (const s of this.shippers) {
-      const d = s.durable(gen);
-      if (d.txid === 0) continue;
-      await s.heartbeat(
-        HEARTBEAT_KEY,
-        () =>
-          encodeHeartbeat({
-            version: 1,
-            time: Date.now(),
-            generation: gen,
-            txid: d.txid,
-            commitTime: d.commitTime,
-            agent: { host: hostname(), pid: process.pid, version: this.opts.version ?? 'unknown' },
-          }),
-        intervalMs,
-      );
+      if (s.durable(gen).txid === 0) continue;
+      await s.heartbeat(intervalMs);
     }
   }
 

@@ -1,4 +1,4 @@
-import type { Catalog, GenerationEntry, SegmentEntry, SnapshotEntry } from '../catalog/catalog.js';
+import type { Catalog, DamagedObject, GenerationEntry, SegmentEntry, SnapshotEntry } from '../catalog/catalog.js';
 
 export interface RetentionPlan {
   snapshots: SnapshotEntry[];
@@ -22,22 +22,35 @@ export function planRetention(catalog: Catalog, keepFrom: number, protect?: stri
     if (g.id !== newest && g.id !== protect && last < keepFrom) {
       plan.snapshots.push(...g.snapshots);
       plan.segments.push(...g.segments);
+      addDamaged(plan, g.damaged);
       continue;
     }
+    // The base is an intact snapshot (the catalog keeps damaged ones apart): trimming up to an
+    // empty one would leave nothing to restore from.
     let base: SnapshotEntry | undefined;
     for (const s of g.snapshots) if (s.commitTime <= keepFrom && (!base || s.txid > base.txid)) base = s;
     if (!base) continue;
     const baseTxid = base.txid;
     plan.snapshots.push(...g.snapshots.filter((s) => s.txid < baseTxid));
     plan.segments.push(...g.segments.filter((s) => s.lastTxid <= baseTxid));
+    addDamaged(plan, g.damaged.filter((d) => (d.kind === 'snapshot' ? d.lastTxid < baseTxid : d.lastTxid <= baseTxid)));
   }
   return plan;
+}
+
+/** Damaged objects go with the range they name (as entries of their kind, so callers delete them alike). */
+function addDamaged(plan: RetentionPlan, damaged: readonly DamagedObject[]): void {
+  for (const d of damaged) {
+    if (d.kind === 'snapshot') plan.snapshots.push({ key: d.key, size: d.size, generation: d.generation, txid: d.lastTxid, commitTime: d.lastTime });
+    else plan.segments.push({ key: d.key, size: d.size, generation: d.generation, firstTxid: d.firstTxid, lastTxid: d.lastTxid, firstTime: d.firstTime, lastTime: d.lastTime });
+  }
 }
 
 function lastCommitTime(g: GenerationEntry): number {
   let t = 0;
   for (const s of g.snapshots) t = Math.max(t, s.commitTime);
   for (const s of g.segments) t = Math.max(t, s.lastTime);
+  for (const s of g.damaged) t = Math.max(t, s.lastTime);
   return t;
 }
 

@@ -5,6 +5,16 @@ import { decodeSegment, encodeSegment, joinSegments, readStoredSegment, type Sto
 import type { Spool } from './spool.js';
 import type { Logger } from '../log.js';
 import { formatDuration } from '../util/duration.js';
+import { HEARTBEAT_KEY, MAX_HEARTBEAT_ENDS, encodeHeartbeat, readHeartbeat, type Heartbeat } from '../monitor/heartbeat.js';
+import { isPitrError } from '../errors.js';
+
+/**
+ * Least spacing of marker writes after uploads. Each costs one small PUT, so under sustained writes
+ * (one upload a second at the default --sync-interval) the marker adds at most one PUT per 10 s
+ * (8,640 a day, +10%); the price is that uploads of the last 10 s are not yet proven complete
+ * (a reader cannot tell the newest of them missing). See docs/FORMAT.md, "Completeness".
+ */
+export const MARKER_INTERVAL_MS = 10_000;
 
 /** What the replica holds of one generation, as far as this agent knows (no LIST per sync). */
 interface RemoteGeneration {
@@ -28,6 +38,10 @@ export interface ShipperOptions {
   requestSnapshot: () => void;
   /** Called after each successful upload (the agent trims the spool). */
   onShipped: () => void;
+  /** Who writes the replica's marker (heartbeat.json); without it no marker is written. */
+  agent?: { host: string; pid: number; version: string };
+  /** Least spacing of marker writes after uploads (default MARKER_INTERVAL_MS); 0 = after every upload. */
+  markerIntervalMs?: number;
   /** Upload accounting, for metrics. */
   events?: {
     uploaded(kind: 'segment' | 'snapshot' | 'heartbeat', bytes: number): void;
@@ -71,6 +85,18 @@ export class Shipper {
   private laterSnapshot: Promise<void> | undefined;
   private laterSnapshotFailures = 0;
   private laterSnapshotRetryAt = 0;
+  /**
+   * Per generation, the newest txid this replica is proven to hold: uploads that completed, and
+   * what the marker said when init read it. The marker names these (the current generation's, and
+   * earlier ones' as `ends`), so a reader can tell a lost object from one never written.
+   */
+  private readonly proven = new Map<string, { txid: number; commitTime: number }>();
+  /** What the marker in the replica says now (as last written or read), to skip rewriting it. */
+  private markerSays: { generation: string; txid: number } | undefined;
+  private lastMarkerAt = 0;
+  private markerTimer: NodeJS.Timeout | undefined;
+  /** Marker writes, one at a time, so an older body never lands after a newer one. */
+  private markerChain: Promise<unknown> = Promise.resolve();
 
   constructor(
     replica: StorageClient,
@@ -81,9 +107,24 @@ export class Shipper {
     this.log = opts.log.child({ replica: replica.url });
   }
 
-  /** One LIST of the replica: learn what it holds. Returns its catalog. */
+  /**
+   * Read the marker, then one LIST of the replica: learn what it holds. Returns its catalog (with
+   * the marker, so its maxTxid counts what the marker proves as well as what is listed).
+   */
   async init(): Promise<Catalog> {
-    const catalog = buildCatalog(await this.replica.list('generations/'));
+    let marker: Heartbeat | null = null;
+    try {
+      marker = await readHeartbeat(this.replica);
+    } catch (err) {
+      if (!isPitrError(err, 'OBJECT_CORRUPT')) throw err;
+      this.log.warn('the replica\'s marker is unreadable; it will be rewritten after the next upload', { err });
+    }
+    const catalog = buildCatalog(await this.replica.list('generations/'), { marker });
+    if (marker) {
+      for (const e of marker.ends ?? []) this.prove(e.generation, e.txid, e.commitTime);
+      this.prove(marker.generation, marker.txid, marker.commitTime);
+      this.markerSays = { generation: marker.generation, txid: marker.txid };
+    }
     this.remote.clear();
     for (const g of catalog.generations) {
       const last = g.windows[g.windows.length - 1];
@@ -125,7 +166,7 @@ export class Shipper {
     }
     while (Date.now() < deadline) {
       if (this.running) await this.running;
-      if (!this.hasPending()) return true;
+      if (!this.hasPending()) break;
       this.kick();
       await this.running;
       if (this.hasPending()) {
@@ -134,13 +175,19 @@ export class Shipper {
         await sleep(Math.min(pause, Math.max(0, deadline - Date.now())));
       }
     }
-    return !this.hasPending();
+    const done = !this.hasPending();
+    // Stopping: prove the last uploads now rather than after the marker interval (but never wait
+    // past the deadline for it: the data is uploaded, the marker is only its proof).
+    if (done) await beforeDeadline(this.writeMarker(false), deadline);
+    return done;
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.markerTimer) clearTimeout(this.markerTimer);
+    this.markerTimer = undefined;
   }
 
   /** True when this replica no longer needs the spool entry. */
@@ -192,25 +239,104 @@ export class Shipper {
   }
 
   /**
-   * Write the heartbeat object when this replica is caught up and nothing was uploaded to it for
-   * `intervalMs`, so `pitr status` can tell "idle and current" from "agent gone" using the replica
-   * alone. Returns true when one was written. Failures count as upload failures.
+   * Write the heartbeat (the marker, refreshed) when this replica is caught up and nothing was
+   * uploaded to it for `intervalMs`, so `pitr status` can tell "idle and current" from "agent gone"
+   * using the replica alone. The caller knows capture is caught up too. Returns true when one was
+   * written. Failures count as upload failures.
    */
-  async heartbeat(key: string, body: () => Uint8Array, intervalMs: number): Promise<boolean> {
+  async heartbeat(intervalMs: number): Promise<boolean> {
     if (this.stopped || !this.initialized || this.failures > 0 || this.running || this.hasPending()) return false;
     const now = Date.now();
     if (now - Math.max(this.lastUploadAt, this.lastHeartbeatAt) < intervalMs) return false;
     this.lastHeartbeatAt = now;
-    const bytes = body();
-    try {
-      await this.replica.put(key, bytes);
-      this.opts.events?.uploaded('heartbeat', bytes.length);
-      return true;
-    } catch (err) {
-      this.opts.events?.failed();
-      this.log.debug('heartbeat upload failed', { err });
-      return false;
-    }
+    return this.writeMarker(true);
+  }
+
+  private prove(generation: string, txid: number, commitTime: number): void {
+    const p = this.proven.get(generation);
+    if (!p || txid > p.txid) this.proven.set(generation, { txid, commitTime });
+  }
+
+  /**
+   * The marker as it should read now: the current generation's newest durable txid, and where the
+   * earlier generations this agent knows of ended. Undefined until the current generation has a
+   * base in this replica (until then the marker keeps naming the previous one).
+   */
+  private markerBody(now: number): Uint8Array | undefined {
+    const agent = this.opts.agent;
+    const gen = this.opts.currentGeneration();
+    const cur = this.newestDurable(gen);
+    if (!agent || !cur) return undefined;
+    const ends = [...this.proven.entries()]
+      .filter(([g]) => g !== gen)
+      .sort(([a], [b]) => (a < b ? 1 : a > b ? -1 : 0))
+      .slice(0, MAX_HEARTBEAT_ENDS)
+      .map(([generation, p]) => ({ generation, txid: p.txid, commitTime: p.commitTime }));
+    return encodeHeartbeat({ version: 1, time: now, generation: gen, txid: cur.txid, commitTime: cur.commitTime, agent, ...(ends.length > 0 ? { ends } : {}) });
+  }
+
+  /** True when the marker in the replica does not name the current generation's newest durable txid. */
+  private markerStale(): boolean {
+    const gen = this.opts.currentGeneration();
+    const cur = this.newestDurable(gen);
+    return cur !== undefined && (this.markerSays?.generation !== gen || this.markerSays.txid !== cur.txid);
+  }
+
+  /**
+   * The newest txid of `generation` known durable here: uploads, the marker read at init, and the
+   * chain the init LIST found (a replica written before markers existed has only that).
+   */
+  private newestDurable(generation: string): { txid: number; commitTime: number } | undefined {
+    const p = this.proven.get(generation);
+    const r = this.remote.get(generation);
+    const listed = r && r.baseTxid !== undefined ? { txid: r.chainEnd, commitTime: r.chainEndTime } : undefined;
+    if (!p) return listed;
+    return listed && listed.txid > p.txid ? listed : p;
+  }
+
+  /**
+   * After uploads: rewrite the marker now, or once MARKER_INTERVAL_MS has passed since the last
+   * one (a timer), so a busy replica gets one marker PUT per interval and the last uploads before
+   * a pause are proven within the interval.
+   */
+  private scheduleMarker(): void {
+    if (this.stopped || !this.opts.agent || this.markerTimer || !this.markerStale()) return;
+    const wait = Math.max(0, this.lastMarkerAt + (this.opts.markerIntervalMs ?? MARKER_INTERVAL_MS) - Date.now());
+    this.markerTimer = setTimeout(() => {
+      this.markerTimer = undefined;
+      void this.writeMarker(false);
+    }, wait);
+    this.markerTimer.unref();
+  }
+
+  /**
+   * PUT the marker (serialized). `always`: even when it already says the newest (a heartbeat
+   * refreshes its time). A failure is logged and counted; the next upload or heartbeat retries.
+   */
+  private writeMarker(always: boolean): Promise<boolean> {
+    const run = async (): Promise<boolean> => {
+      if (!always && !this.markerStale()) return false;
+      const now = Date.now();
+      const bytes = this.markerBody(now);
+      if (!bytes) return false;
+      const gen = this.opts.currentGeneration();
+      const txid = (this.newestDurable(gen) as { txid: number }).txid;
+      this.lastMarkerAt = now;
+      this.lastHeartbeatAt = now;
+      try {
+        await this.replica.put(HEARTBEAT_KEY, bytes);
+        this.markerSays = { generation: gen, txid };
+        this.opts.events?.uploaded('heartbeat', bytes.length);
+        return true;
+      } catch (err) {
+        this.opts.events?.failed();
+        this.log.debug('marker upload failed', { err });
+        return false;
+      }
+    };
+    const p = this.markerChain.then(run, run);
+    this.markerChain = p.catch(() => {});
+    return p;
   }
 
   /** True while uploads to this replica fail (between the first failure and the next success). */
@@ -255,6 +381,7 @@ export class Shipper {
         this.log.info('replica reachable again; caught up', { downFor: formatDuration(Date.now() - this.failingSince) });
         this.failures = 0;
       }
+      if (!this.hasPending()) this.scheduleMarker();
     } catch (err) {
       this.stats.uploadErrors++;
       this.opts.events?.failed();
@@ -297,6 +424,7 @@ export class Shipper {
         await this.uploadSnapshot(base);
         r = { baseTxid: base.txid, chainEnd: base.txid, chainEndTime: base.commitTime, snapshots: new Set([base.txid]) };
         this.remote.set(gen, r);
+        this.prove(gen, base.txid, base.commitTime);
         return true;
       }
       const pending = segs.filter((s) => s.lastTxid > r.chainEnd);
@@ -309,6 +437,7 @@ export class Shipper {
           r.baseTxid = rebase.txid;
           r.chainEnd = rebase.txid;
           r.chainEndTime = rebase.commitTime;
+          this.prove(gen, rebase.txid, rebase.commitTime);
           return true;
         }
         if (gen === this.opts.currentGeneration()) {
@@ -411,6 +540,7 @@ export class Shipper {
     const r = this.remote.get(gen) as RemoteGeneration;
     r.chainEnd = last.lastTxid;
     r.chainEndTime = last.lastTime;
+    this.prove(gen, last.lastTxid, last.lastTime);
     this.stats.bytesShipped += bytes;
     this.stats.objectsShipped++;
     this.stats.lastShippedTxid = last.lastTxid;
@@ -448,6 +578,17 @@ const LATER_SNAPSHOT_RETRY_MAX_MS = 30_000;
 function backoffMs(failures: number, maxMs: number): number {
   const base = Math.min(maxMs, 250 * 2 ** Math.min(failures, 8));
   return Math.round(base * (0.5 + Math.random() * 0.5));
+}
+
+/** Wait for `p`, or until `deadline` (ms since the epoch), whichever comes first. */
+async function beforeDeadline(p: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))));
+  try {
+    await Promise.race([p.then(() => undefined, () => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function sleep(ms: number): Promise<void> {

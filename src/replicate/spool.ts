@@ -30,7 +30,8 @@ export class Spool {
 
   /** Rebuild the in-memory index from disk (at startup). */
   async load(): Promise<void> {
-    const catalog = buildCatalog(await this.store.list('generations/'));
+    // Empty files are not screened out here: a bad spool entry must fail when read, not vanish.
+    const catalog = buildCatalog(await this.store.list('generations/'), { screenSizes: false });
     this.segments.clear();
     this.snapshots.clear();
     this.bytes = 0;

@@ -2,9 +2,11 @@ import { open, rename, unlink, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { PitrError, errnoCode } from '../errors.js';
-import type { StorageClient } from '../storage/storage-client.js';
-import { buildCatalog, type Catalog } from '../catalog/catalog.js';
+import { PitrError, errnoCode, isPitrError } from '../errors.js';
+import type { ObjectInfo, StorageClient } from '../storage/storage-client.js';
+import { buildCatalog, type Catalog, type DamagedObject } from '../catalog/catalog.js';
+import { GENERATIONS_PREFIX } from '../segment/object-names.js';
+import { readReplicaMarker, type Heartbeat } from '../monitor/heartbeat.js';
 import { planRestore, type RestorePlan, type RestoreTarget } from './plan.js';
 import { decodeSegment, iterateTransactions, type DecodedSegment } from '../segment/segment-codec.js';
 import { PageWriter } from './page-writer.js';
@@ -28,6 +30,8 @@ export interface RestoreOptions {
   log?: Logger;
   /** Called as the restore advances (often: rate-limit any drawing). */
   onProgress?: (p: RestoreProgress) => void;
+  /** Objects already known to be bad (key -> why): planned around from the start (verify's checksum pass). */
+  damaged?: ReadonlyMap<string, string>;
 }
 
 /** How far a restore is. */
@@ -56,6 +60,10 @@ export interface RestoreResult {
   refused?: PitrError;
   /** Where the time went (absent for a dry run); they add up to about durationMs. */
   phases?: RestorePhases;
+  /** Damaged objects the restore did not use, with why (planned around; see plan.skipped). */
+  skipped: DamagedObject[];
+  /** Things worth saying that are not failures (an unreadable marker, ...). */
+  notes: string[];
 }
 
 /** Wall time of each step of a restore, in milliseconds. */
@@ -70,12 +78,103 @@ export interface RestorePhases {
   syncMs: number;
 }
 
-/** LIST the replica once and build its catalog; REPLICA_NOT_FOUND when the root does not exist. */
-export async function loadCatalog(storage: StorageClient, signal?: AbortSignal): Promise<Catalog> {
-  if (!(await storage.exists({ signal }))) {
+/** What one look at a replica found: its marker, its objects, and the catalog of both. */
+export interface ReplicaView {
+  marker: Heartbeat | null;
+  objects: ObjectInfo[];
+  catalog: Catalog;
+  /** An unreadable marker, ... */
+  notes: string[];
+}
+
+/**
+ * GET the replica's marker, then LIST it once, and build the catalog; REPLICA_NOT_FOUND when the
+ * root does not exist. The order matters: the agent writes the marker only after the objects it
+ * names are durable, so every object it names was there before this LIST started. Read after the
+ * LIST, a marker could name an upload the LIST missed, and a healthy replica would look
+ * incomplete. Costs one small GET and the LIST (the existence check only when both find nothing).
+ */
+export async function loadReplica(storage: StorageClient, opts: { signal?: AbortSignal; damaged?: ReadonlyMap<string, string> } = {}): Promise<ReplicaView> {
+  const req = opts.signal ? { signal: opts.signal } : {};
+  const notes: string[] = [];
+  const read = await readReplicaMarker(storage, opts.signal);
+  if (read.note !== undefined) notes.push(`${read.note}; the newest objects are not proven by a marker`);
+  const marker = read.marker;
+  const objects = await storage.list(GENERATIONS_PREFIX, req);
+  if (objects.length === 0 && marker === null && !(await storage.exists(req))) {
     throw new PitrError('REPLICA_NOT_FOUND', `replica ${storage.url} does not exist`, 'check the URL; a file replica is a directory created by `pitr replicate`');
   }
-  return buildCatalog(await storage.list('generations/', { signal }));
+  const catalog = buildCatalog(objects, { marker, ...(opts.damaged ? { damaged: opts.damaged } : {}) });
+  return { marker, objects, catalog, notes };
+}
+
+/** The catalog of a replica (marker, then one LIST); REPLICA_NOT_FOUND when the root does not exist. */
+export async function loadCatalog(storage: StorageClient, signal?: AbortSignal): Promise<Catalog> {
+  return (await loadReplica(storage, signal ? { signal } : {})).catalog;
+}
+
+/** Thrown by the steps that read one object when that object is bad: restore replans without it. */
+class DamagedObjectError extends Error {
+  constructor(
+    readonly key: string,
+    readonly original: PitrError,
+  ) {
+    super(original.message);
+  }
+}
+
+/** Read one planned object: a corrupt or vanished one becomes DamagedObjectError naming it. */
+async function readingObject<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isPitrError(err, 'OBJECT_CORRUPT') || isPitrError(err, 'OBJECT_NOT_FOUND')) throw new DamagedObjectError(key, err);
+    throw err;
+  }
+}
+
+/** Why an object is bad, without repeating its key ("checksum mismatch ..."). */
+function reasonOf(key: string, err: PitrError): string {
+  const msg = err.message;
+  const at = msg.indexOf(' is corrupt: ');
+  if (at >= 0 && msg.slice(0, at).includes(key)) return msg.slice(at + ' is corrupt: '.length);
+  return msg.includes(key) ? msg.replace(key, 'it') : msg;
+}
+
+/**
+ * Plan, and run `attempt` with the plan; when it finds an object bad, plan again without that
+ * object (the plan stays a pure function of the listing, the marker and the damaged objects) and
+ * retry, until a plan works or none is left. A refusal after a replan that is about that object
+ * keeps the read's own error (OBJECT_CORRUPT naming it), completed with what is restorable.
+ */
+async function withReplanning<T>(
+  view: ReplicaView,
+  target: RestoreTarget,
+  url: string,
+  damaged: Map<string, string>,
+  log: Logger,
+  attempt: (plan: RestorePlan) => Promise<T>,
+): Promise<{ plan: RestorePlan; value: T }> {
+  let plan = planRestore(view.catalog, target, url);
+  for (;;) {
+    try {
+      return { plan, value: await attempt(plan) };
+    } catch (err) {
+      if (!(err instanceof DamagedObjectError) || damaged.has(err.key)) throw err instanceof DamagedObjectError ? err.original : err;
+      damaged.set(err.key, reasonOf(err.key, err.original));
+      log.warn('object is damaged; planning around it', { key: err.key, reason: damaged.get(err.key) });
+      const catalog = buildCatalog(view.objects, { marker: view.marker, damaged });
+      try {
+        plan = planRestore(catalog, target, url);
+      } catch (planErr) {
+        if (isPitrError(planErr, 'OBJECT_CORRUPT') && planErr.message.includes(err.key)) throw planErr;
+        if (isPitrError(planErr)) {
+          throw new PitrError(planErr.code, `${err.original.message}; without it: ${planErr.message}`, planErr.hint, { cause: err.original });
+        }
+        throw planErr;
+      }
+    }
+  }
 }
 
 /**
@@ -90,18 +189,31 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   // A dry run checks the output too (reading only), and says what the real run would refuse.
   const refused = await outputProblem(output, opts.force ?? false);
   if (refused && !opts.dryRun) throw refused;
-  const catalog = await loadCatalog(opts.storage, opts.signal);
-  const plan = planRestore(catalog, opts.target, opts.storage.url);
+  const damaged = new Map(opts.damaged ?? []);
+  const view = await loadReplica(opts.storage, { ...(opts.signal ? { signal: opts.signal } : {}), damaged });
+  // Plan once up front: a refusal must come before a temp file exists.
+  const first = planRestore(view.catalog, opts.target, opts.storage.url);
   const planned = performance.now();
-  log.debug('restore plan', { generation: plan.generation, snapshot: plan.snapshot.key, segments: plan.segments.length, bytes: plan.bytes });
+  log.debug('restore plan', { generation: first.generation, snapshot: first.snapshot.key, segments: first.segments.length, bytes: first.bytes });
   if (opts.dryRun) {
-    const end = await resolveEnd(opts.storage, plan, opts.signal);
-    return { output, dryRun: true, plan, txid: end.txid, commitTime: end.commitTime, durationMs: performance.now() - started, ...(refused ? { refused } : {}) };
+    const { plan, value: end } = await withReplanning(view, opts.target, opts.storage.url, damaged, log, (p) => resolveEnd(opts.storage, p, opts.signal));
+    return {
+      output,
+      dryRun: true,
+      plan,
+      txid: end.txid,
+      commitTime: end.commitTime,
+      durationMs: performance.now() - started,
+      skipped: plan.skipped,
+      notes: view.notes,
+      ...(refused ? { refused } : {}),
+    };
   }
 
   const tmp = join(dirname(output), `.${basename(output)}.pitr-restore-${randomBytes(4).toString('hex')}`);
   try {
     let applied: Applied;
+    let plan: RestorePlan;
     let built: number;
     let checked: number;
     let fh: FileHandle;
@@ -111,7 +223,12 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       throw fsProblem(err, dirname(output), OUTPUT_DIR, 'create files in');
     }
     try {
-      applied = await buildInto(fh, opts.storage, plan, opts.signal, opts.onProgress);
+      let tries = 0;
+      ({ plan, value: applied } = await withReplanning(view, opts.target, opts.storage.url, damaged, log, async (p) => {
+        // A retry starts from an empty file: pages of the bad attempt must not survive.
+        if (tries++ > 0) await fh.truncate(0);
+        return buildInto(fh, opts.storage, p, opts.signal, opts.onProgress);
+      }));
       built = performance.now();
       opts.onProgress?.({ phase: 'check', doneBytes: plan.bytes, totalBytes: plan.bytes, segmentsDone: plan.segments.length, segments: plan.segments.length });
       // The fsync runs on libuv's pool while integrity_check reads the same pages on this thread.
@@ -145,6 +262,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       dbSizePages: applied.dbSizePages,
       durationMs: ended - started,
       phases: { planMs: planned - started, applyMs: built - planned, checkMs: checked - built, syncMs: ended - checked },
+      skipped: plan.skipped,
+      notes: view.notes,
     };
   } catch (err) {
     await unlink(tmp).catch(() => {});
@@ -236,11 +355,14 @@ async function buildInto(
 ): Promise<Applied> {
   const progress = (doneBytes: number, segmentsDone: number): void =>
     onProgress?.({ phase: 'apply', doneBytes, totalBytes: plan.bytes, segmentsDone, segments: plan.segments.length });
-  const header = await writeSnapshotPages(fh, storage, plan, signal, onProgress && ((fraction) => progress(Math.round(plan.snapshot.size * fraction), 0)));
+  const header = await readingObject(plan.snapshot.key, async () => {
+    const h = await writeSnapshotPages(fh, storage, plan, signal, onProgress && ((fraction) => progress(Math.round(plan.snapshot.size * fraction), 0)));
+    if (h.txid !== plan.snapshot.txid || h.generation !== plan.generation) {
+      throw new PitrError('OBJECT_CORRUPT', `snapshot ${plan.snapshot.key} says txid ${h.txid} of generation ${h.generation}, its name says otherwise`, 'the object was renamed or replaced; restore another point or generation');
+    }
+    return h;
+  });
   let doneBytes = plan.snapshot.size;
-  if (header.txid !== plan.snapshot.txid || header.generation !== plan.generation) {
-    throw new PitrError('OBJECT_CORRUPT', `snapshot ${plan.snapshot.key} says txid ${header.txid} of generation ${header.generation}, its name says otherwise`, 'the object was renamed or replaced; restore another point or generation');
-  }
   const pageSize = header.pageSize;
   let txid = header.txid;
   let commitTime = header.commitTime;
@@ -260,7 +382,7 @@ async function buildInto(
     const fill = (from: number): void => {
       while (fetched < segments.length && fetched - from < READ_AHEAD_OBJECTS && (fetched === from || aheadBytes < READ_AHEAD_BYTES)) {
         const seg = segments[fetched] as SegmentEntry;
-        const p = storage.get(seg.key, { signal }).then((bytes) => decodeSegment(bytes, seg.key, decodeOpts));
+        const p = readingObject(seg.key, async () => decodeSegment(await storage.get(seg.key, { signal }), seg.key, decodeOpts));
         p.catch(() => {}); // awaited below, in order; avoid an unhandled rejection meanwhile
         ahead[fetched++] = p;
         aheadBytes += seg.size;
@@ -274,7 +396,8 @@ async function buildInto(
       ahead[i] = undefined; // let the body go once its pages are written
       aheadBytes -= seg.size;
       if (sh.firstTxid !== seg.firstTxid || sh.lastTxid !== seg.lastTxid || sh.generation !== plan.generation || sh.pageSize !== pageSize) {
-        throw new PitrError('OBJECT_CORRUPT', `segment ${seg.key} header does not match its name (txid ${sh.firstTxid}..${sh.lastTxid}, generation ${sh.generation})`, 'the object was renamed or replaced; restore another point');
+        const err = new PitrError('OBJECT_CORRUPT', `segment ${seg.key} header does not match its name (txid ${sh.firstTxid}..${sh.lastTxid}, generation ${sh.generation})`, 'the object was renamed or replaced; restore another point');
+        throw new DamagedObjectError(seg.key, err);
       }
       if (sh.firstTxid > txid + 1) {
         throw new PitrError('CHAIN_BROKEN', `segment ${seg.key} starts at txid ${sh.firstTxid} but the restore is at ${txid}`, 'objects are missing from the replica; restore a point before the hole');
@@ -347,7 +470,7 @@ export async function resolveEnd(storage: StorageClient, plan: RestorePlan, sign
       commitTime = seg.lastTime;
       continue;
     }
-    const { body, header } = await decodeSegment(await storage.get(seg.key, { signal }), seg.key);
+    const { body, header } = await readingObject(seg.key, async () => decodeSegment(await storage.get(seg.key, { signal }), seg.key));
     for (const tx of iterateTransactions(body, header.pageSize)) {
       if (tx.txid <= txid) continue;
       if (tx.txid > plan.stopTxid || (plan.stopTime !== undefined && tx.commitTime > plan.stopTime)) break;

@@ -109,11 +109,33 @@ describe('computeStatus', () => {
     assert.match(s.notes.join('\n'), /no snapshot/);
   });
 
-  it('the latest point is in the newest generation that is restorable', () => {
+  it('the latest point is in the newest generation, restorable or not: never an older one in its place', () => {
+    // G2's base snapshot is gone: its newest txid is what the replica holds, and it is not restorable.
     const onlyG1 = objects.slice(0, 2).concat([obj(segmentKey(G2, 21, 25, T, T + 5), 50, H)]);
     const s = computeStatus('file:///r', onlyG1, null, NOW);
-    assert.equal(s.latest?.generation, G1);
-    assert.equal(s.latest?.txid, 9);
+    assert.equal(s.latest?.generation, G2);
+    assert.equal(s.latest?.txid, 25);
+    assert.equal(s.restorable, false);
+    assert.equal(s.empty, false);
+    assert.match(s.problems.join('\n'), new RegExp(`generation ${G2} has no base snapshot`));
+    assert.deepEqual(s.orphans.map((o) => o.firstTxid), [21]);
+  });
+
+  it('a heartbeat naming a newer generation of which nothing is left: not restorable, said so', () => {
+    const s = computeStatus('file:///r', objects.slice(0, 2), heartbeat(), NOW);
+    assert.equal(s.latest?.generation, G2);
+    assert.equal(s.restorable, false);
+    assert.match(s.problems.join('\n'), /holds no object of it/);
+  });
+
+  it('a healthy replica has no problems; a hole in the middle is one, the latest point still restorable', () => {
+    const s = computeStatus('file:///r', objects, heartbeat(), NOW);
+    assert.equal(s.restorable, true);
+    assert.equal(s.proven, true);
+    assert.deepEqual(s.holes.map((h) => [h.firstTxid, h.lastTxid]), [[31, 33]]);
+    assert.equal(s.problems.length, 1);
+    const healthy = computeStatus('file:///r', objects.filter((o) => !o.key.includes(G2) || o.key.includes('0000000000000014')), null, NOW);
+    assert.deepEqual(healthy.problems, []);
   });
 });
 

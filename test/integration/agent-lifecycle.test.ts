@@ -190,12 +190,21 @@ describe('agent lifecycle', () => {
     try {
       await waitUntil('the first generation', async () => (await list(replica).catch(() => undefined))?.generations.length === 1);
       assert.equal((await list(replica)).generations[0]?.snapshots, 1, 'one snapshot at generation start');
-      // Each commit writes ~10 KiB of WAL and grows the database by ~1 KiB: over 300 commits the
-      // WAL since the last snapshot passes the database size (and 256 KiB) several times.
-      for (let i = 0; i < 30; i++) {
-        commit(db, 10);
-        await sleep(50);
-      }
+      // Each commit writes ~10 KiB of WAL and grows the database by ~1 KiB: every ~30 rounds the
+      // WAL since the last snapshot passes the database size (and 256 KiB). The agent spaces these
+      // snapshots by 9x the last one's duration, so how many rounds it takes depends on the
+      // machine's load: commit until two more snapshots came (bounded), never a fixed count.
+      await waitUntil(
+        'two snapshots more, taken as the WAL grew',
+        async () => {
+          for (let i = 0; i < 10; i++) {
+            commit(db, 10);
+            await sleep(50);
+          }
+          return ((await list(replica)).generations[0]?.snapshots ?? 0) >= 3;
+        },
+        { timeoutMs: 120_000, intervalMs: 0 },
+      );
       const latest = await waitCaughtUp(replica, db, dir);
       const l = await list(replica);
       assert.equal(l.generations.length, 1, 'WAL-triggered snapshots stay in the generation');

@@ -18,6 +18,8 @@ import type {
 /** The lease object, at the replica root (not a pitr data object: listings of generations/ skip it). */
 export const LEASE_KEY = 'lease.json';
 export const DEFAULT_LEASE_PERIOD_MS = 30_000;
+/** Assumed bound on the clock difference between two agents' hosts. */
+const CLOCK_MARGIN_MS = 1_000;
 
 export interface LeaseOwner {
   host: string;
@@ -85,6 +87,12 @@ export class ReplicaLease {
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
   private readonly lostListeners: Array<(holder: LeaseRecord | undefined) => void> = [];
+  /**
+   * After a takeover of a live lease: when the old holder's lease has run out by its own clock, so
+   * its fence has closed (see FencedStorage). The new holder writes nothing before then: the old one
+   * may still be uploading transactions whose txids the new one would otherwise reuse.
+   */
+  quietUntil = 0;
 
   private constructor(inner: StorageClient & ConditionalStorage, private readonly opts: LeaseOptions) {
     this.inner = inner;
@@ -209,7 +217,8 @@ export class ReplicaLease {
       const now = Date.now();
       const cur = await this.read();
       if (cur !== undefined && !takeover && !this.isFree(cur.record, now)) throw leasedError(this.url, cur.record);
-      if (cur !== undefined && takeover && !this.isFree(cur.record, now)) {
+      const live = cur !== undefined && !this.isFree(cur.record, now);
+      if (cur !== undefined && live && takeover) {
         log.warn('taking over the replica from the agent holding its lease (--takeover); it stops writing within one lease period', {
           replica: this.url,
           holder: describeOwner(cur.record.owner),
@@ -222,7 +231,11 @@ export class ReplicaLease {
         if (isPitrError(err, 'PRECONDITION_FAILED')) continue;
         throw err;
       }
-      if (this.record?.owner.agentId === owner.agentId) return;
+      if (this.record?.owner.agentId === owner.agentId) {
+        // Clocks of two hosts differ a little: a margin on top of the old holder's expiry.
+        if (live) this.quietUntil = cur.record.expiresAt + CLOCK_MARGIN_MS;
+        return;
+      }
     }
     const cur = await this.read();
     if (cur !== undefined) throw leasedError(this.url, cur.record);

@@ -48,5 +48,11 @@ export async function acquireReplicaLeases(
     throw err;
   }
   for (const l of leases) l.start();
+  // After a takeover, nothing is listed or written until the old holder's lease has run out.
+  const quietUntil = Math.max(0, ...leases.map((l) => l.quietUntil));
+  if (quietUntil > Date.now()) {
+    opts.log.info('took over: waiting for the previous holder\'s lease to run out before writing', { until: new Date(quietUntil).toISOString() });
+    await new Promise((r) => setTimeout(r, quietUntil - Date.now()));
+  }
   return leases;
 }

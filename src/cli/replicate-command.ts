@@ -131,6 +131,9 @@ export function replicateCommand(): Command {
           log,
           ...(flags.leasePeriod !== undefined && { periodMs: flags.leasePeriod }),
         });
+        // Each replica serves one database: another one's agent is refused (unless --takeover).
+        const { checkReplicaIdentity } = await import('../replicate/identity.js');
+        for (const r of opened) await checkReplicaIdentity(r, { dbPath, stateDir, takeover: flags.takeover ?? false, log });
         const replicas = leases.map((l) => l.storage);
         // The spool lives next to the database unless --state-dir says otherwise: a local disk.
         const spoolDir = join(stateDir, 'spool');

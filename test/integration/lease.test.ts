@@ -128,3 +128,45 @@ for (const t of targets) {
     });
   });
 }
+
+describe('replica identity', () => {
+  it('another database is refused even with no agent running; a database restored from the replica, with no state, continues it', async () => {
+    const dir = await makeTempDir('pitr-identity-it-');
+    dirs.push(dir);
+    const S = join(dir, 'S');
+    const a = join(dir, 'a.db');
+    const b = join(dir, 'b.db');
+    makeDb(a, 'a_table', 3);
+    makeDb(b, 'b_table', 3);
+    const common = ['--sync-interval', '0', '--log-format', 'json'];
+    const list = (): Promise<ListOutput> => runCliJson<ListOutput>(['list', S, '--json']);
+
+    const agentA = startAgent([a, S, ...common]);
+    const genA = await waitUntil('agent A to ship its first generation', async () => (await list()).generations[0]);
+    assert.equal((await agentA.stop()).code, 0);
+
+    // Issue 18's reproduction, with the first agent stopped: the lease is free, the identity is not.
+    const refused = await runCli(['replicate', b, S, ...common], { timeoutMs: 60_000 });
+    const err = expectCliError(refused, 'REPLICA_OWNED_BY_OTHER_DB');
+    assert.match(err.message, /a\.db/);
+    assert.match(refused.stderr, /--takeover/);
+
+    // A new container: the database restored from the replica, no state directory.
+    const c = join(dir, 'c.db');
+    const restored = await runCli(['restore', S, '-o', c]);
+    assert.equal(restored.code, 0, restored.stderr);
+    const agentC = startAgent([c, S, ...common]);
+    const genC = await waitUntil('agent C to ship a new generation', async () => {
+      if (agentC.child.exitCode !== null) throw new Error(`agent C exited: ${agentC.output().stderr}`);
+      return (await list()).generations.find((g) => g.id !== genA.id);
+    });
+    assert.ok(genC.firstTxid > genA.lastTxid, `C starts at ${genC.firstTxid}, A ended at ${genA.lastTxid}`);
+    assert.equal((await agentC.stop()).code, 0);
+
+    // The original database, with its state directory, is still the same database.
+    const agentA2 = startAgent([a, S, ...common]);
+    await waitUntil('agent A to start again', () => /"replicating"/.test(agentA2.output().stderr) || agentA2.child.exitCode !== null);
+    const stoppedA2 = await agentA2.stop();
+    assert.equal(stoppedA2.code, 0, stoppedA2.stderr);
+  });
+});

@@ -124,16 +124,16 @@ export function replicateCommand(): Command {
         const opened = [];
         for (const u of urls) opened.push(await openStorage(u));
         const { acquireReplicaLeases } = await import('../replicate/replica-leases.js');
+        const { checkReplicaIdentity } = await import('../replicate/identity.js');
         // Single writer: a second agent on a replica stops here, naming the one that holds it.
+        // Each replica serves one database: another one's agent is refused (unless --takeover).
         leases = await acquireReplicaLeases(opened, {
           stateDir,
           takeover: flags.takeover ?? false,
           log,
           ...(flags.leasePeriod !== undefined && { periodMs: flags.leasePeriod }),
+          onTaken: (r) => checkReplicaIdentity(r, { dbPath, stateDir, takeover: flags.takeover ?? false, log }),
         });
-        // Each replica serves one database: another one's agent is refused (unless --takeover).
-        const { checkReplicaIdentity } = await import('../replicate/identity.js');
-        for (const r of opened) await checkReplicaIdentity(r, { dbPath, stateDir, takeover: flags.takeover ?? false, log });
         const replicas = leases.map((l) => l.storage);
         // The spool lives next to the database unless --state-dir says otherwise: a local disk.
         const spoolDir = join(stateDir, 'spool');

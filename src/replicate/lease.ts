@@ -130,7 +130,46 @@ export class ReplicaLease {
 
   /** True while this agent may write the replica. */
   canWrite(now = Date.now()): boolean {
-    return this.lostAt === 0 && now < this.validUntil;
+    return this.lostAt === 0 && now < this.validUntil && now >= this.quietUntil;
+  }
+
+  /**
+   * For a replica that could not be reached at startup: a lease not yet held (every write refused)
+   * that tries to take itself every third of the period, then runs `then` (the identity check)
+   * and starts renewing. Finding another agent's live lease, or `then` failing, counts as losing
+   * it: the agent never writes that replica.
+   */
+  static pending(replica: StorageClient, opts: LeaseOptions, then: (lease: ReplicaLease) => Promise<void>): ReplicaLease {
+    if (!hasConditional(replica)) throw new PitrError('STORAGE_IO', `replica ${replica.url} does not support conditional writes`, 'This is a bug in pitr.');
+    const lease = new ReplicaLease(replica, opts);
+    let taking = false;
+    lease.timer = setInterval(() => {
+      if (taking || lease.lostAt !== 0) return;
+      taking = true;
+      void (async () => {
+        try {
+          await lease.take();
+        } catch (err) {
+          if (isPitrError(err, 'REPLICA_LEASED')) lease.markLost((await lease.read().catch(() => undefined))?.record, err.message);
+          return;
+        }
+        if (lease.timer) clearInterval(lease.timer);
+        lease.timer = undefined;
+        try {
+          await then(lease);
+        } catch (err) {
+          lease.markLost(undefined, err instanceof Error ? err.message : String(err));
+          await lease.releaseHeld();
+          return;
+        }
+        opts.log.info('took the lease on a replica that was unreachable at startup', { replica: lease.url, epoch: lease.record?.epoch });
+        lease.start();
+      })().finally(() => {
+        taking = false;
+      });
+    }, Math.max(10, Math.floor(lease.periodMs / 3)));
+    lease.timer.unref();
+    return lease;
   }
 
   /** REPLICA_LEASE_LOST unless canWrite(). */
@@ -139,6 +178,14 @@ export class ReplicaLease {
     if (this.lostAt !== 0) {
       throw new PitrError('REPLICA_LEASE_LOST', `not writing "${key}" to ${this.url}: ${describeLoss(this.lostTo)}`,
         'Another agent took over this replica (pitr replicate --takeover). Stop this agent, or give it another replica.');
+    }
+    if (this.record === undefined) {
+      throw new PitrError('REPLICA_LEASE_LOST', `not writing "${key}" to ${this.url}: this agent does not hold its lease yet (the store did not answer)`,
+        'Writes start once the lease is taken; check that the store is reachable.');
+    }
+    if (Date.now() < this.quietUntil) {
+      throw new PitrError('REPLICA_LEASE_LOST', `not writing "${key}" to ${this.url} yet: the previous holder's lease runs until ${new Date(this.quietUntil).toISOString()}`,
+        'Writes start when it has run out.');
     }
     throw new PitrError('REPLICA_LEASE_LOST', `not writing "${key}" to ${this.url}: the lease ran out before it could be renewed (the store did not answer)`,
       'Writes resume once the lease is renewed; check that the store is reachable.');
@@ -161,7 +208,12 @@ export class ReplicaLease {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.renewing) await this.renewing;
-    if (this.lostAt !== 0 || this.record === undefined) return;
+    if (this.lostAt !== 0) return;
+    await this.releaseHeld();
+  }
+
+  private async releaseHeld(): Promise<void> {
+    if (this.record === undefined) return;
     try {
       const cur = await this.read();
       if (cur === undefined || cur.record.owner.agentId !== this.opts.owner.agentId) return;
@@ -280,7 +332,7 @@ export class ReplicaLease {
     return { record: decode(got.body, this.url), etag: got.etag };
   }
 
-  private markLost(holder: LeaseRecord | undefined): void {
+  private markLost(holder: LeaseRecord | undefined, reason?: string): void {
     if (this.lostAt !== 0) return;
     this.lostAt = Date.now();
     this.lostTo = holder;
@@ -289,6 +341,7 @@ export class ReplicaLease {
     this.opts.log.error('lost the lease on a replica: this agent no longer writes to it', {
       replica: this.url,
       ...(holder !== undefined && { holder: describeOwner(holder.owner), epoch: holder.epoch }),
+      ...(reason !== undefined && { reason }),
     });
     for (const fn of this.lostListeners) {
       try {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { errnoCode } from '../errors.js';
+import { errnoCode, isPitrError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StorageClient } from '../storage/storage-client.js';
 import { writeLocalFileDurably, tempPathFor } from '../util/fs-atomic.js';
@@ -18,7 +18,14 @@ const AGENT_ID_FILE = 'agent-id';
  */
 export async function acquireReplicaLeases(
   replicas: readonly StorageClient[],
-  opts: { stateDir: string; takeover: boolean; periodMs?: number; log: Logger },
+  opts: {
+    stateDir: string;
+    takeover: boolean;
+    periodMs?: number;
+    log: Logger;
+    /** Run once a lease is held (the identity check); a replica whose check fails is never written. */
+    onTaken?: (replica: StorageClient) => Promise<void>;
+  },
 ): Promise<ReplicaLease[]> {
   const owner = newLeaseOwner();
   const idFile = join(opts.stateDir, AGENT_ID_FILE);
@@ -35,19 +42,34 @@ export async function acquireReplicaLeases(
   const leases: ReplicaLease[] = [];
   try {
     for (const r of replicas) {
-      leases.push(await ReplicaLease.acquire(r, {
+      const leaseOpts = {
         owner,
         takeover: opts.takeover,
         previousAgentIds: previous,
         log: opts.log,
         ...(opts.periodMs !== undefined && { periodMs: opts.periodMs }),
-      }));
+      };
+      let lease: ReplicaLease;
+      try {
+        lease = await ReplicaLease.acquire(r, leaseOpts);
+      } catch (err) {
+        // An unreachable replica must not keep the agent (capture, the other replicas) from
+        // starting: it gets no writes until its lease is taken, in the background.
+        if (!isPitrError(err, 'STORAGE_IO')) throw err;
+        opts.log.warn('replica unreachable at startup: capture starts anyway; it gets no writes until this agent holds its lease', { replica: r.url, err });
+        leases.push(ReplicaLease.pending(r, leaseOpts, async () => {
+          await opts.onTaken?.(r);
+        }));
+        continue;
+      }
+      leases.push(lease);
+      await opts.onTaken?.(r);
     }
   } catch (err) {
     await Promise.all(leases.map((l) => l.release()));
     throw err;
   }
-  for (const l of leases) l.start();
+  for (const l of leases) if (l.held !== undefined) l.start();
   // After a takeover, nothing is listed or written until the old holder's lease has run out.
   const quietUntil = Math.max(0, ...leases.map((l) => l.quietUntil));
   if (quietUntil > Date.now()) {

@@ -79,7 +79,7 @@ for (const t of targets) {
       makeDb(b, 'b_table', 3);
       const common = ['--lease-period', '2s', '--sync-interval', '0', '--log-format', 'json'];
 
-      const agentA = startAgent([a, S, ...common, '--state-dir', join(dir, 'a-state')], { env });
+      const agentA = startAgent([a, S, ...common, '--listen', '127.0.0.1:0', '--state-dir', join(dir, 'a-state')], { env });
       const list = (): Promise<ListOutput> => runCliJson<ListOutput>(['list', S, '--json'], { env });
       const genA = await waitUntil('agent A to ship its first generation', async () => {
         const l = await list();
@@ -95,6 +95,12 @@ for (const t of targets) {
 
       const agentB = startAgent([b, S, ...common, '--takeover', '--state-dir', join(dir, 'b-state')], { env });
       await waitUntil('agent A to say it lost the lease', () => /lost the lease on a replica/.test(agentA.output().stderr), { timeoutMs: 60_000 });
+      const healthUrl = /"health":"([^"]+)"/.exec(agentA.output().stderr)?.[1];
+      assert.ok(healthUrl, 'agent A logged no health URL');
+      const health = await fetch(healthUrl);
+      assert.equal(health.status, 503);
+      const body = (await health.json()) as { replicas: { leaseLost?: boolean }[] };
+      assert.equal(body.replicas[0]?.leaseLost, true);
       const genB = await waitUntil('agent B to ship its generation', async () => {
         const l = await list();
         return l.generations.find((g) => g.id !== genA.id);
@@ -168,5 +174,38 @@ describe('replica identity', () => {
     await waitUntil('agent A to start again', () => /"replicating"/.test(agentA2.output().stderr) || agentA2.child.exitCode !== null);
     const stoppedA2 = await agentA2.stop();
     assert.equal(stoppedA2.code, 0, stoppedA2.stderr);
+  });
+});
+
+describe('a replica unreachable at startup', () => {
+  it('does not keep the agent from starting; it is leased and written once the store is back', async () => {
+    const dir = await makeTempDir('pitr-lease-down-');
+    dirs.push(dir);
+    const own = await startS3Server({ bucket: 'pitr-lease-down' });
+    try {
+      await own.stop();
+      const db = join(dir, 'a.db');
+      makeDb(db, 'a_table', 3);
+      const fileReplica = join(dir, 'F');
+      const s3 = own.url('down');
+      const agent = startAgent([db, fileReplica, s3, '--lease-period', '2s', '--sync-interval', '0', '--log-format', 'json'], {
+        env: own.env,
+      });
+      await waitUntil('the file replica to get a generation', async () => {
+        if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().stderr}`);
+        return (await runCliJson<ListOutput>(['list', fileReplica, '--json'])).generations[0];
+      }, { timeoutMs: 120_000 });
+      assert.match(agent.output().stderr, /replica unreachable at startup/);
+      await own.restart();
+      await waitUntil('the S3 replica to get a generation', async () => {
+        if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output().stderr}`);
+        return (await runCliJson<ListOutput>(['list', s3, '--json'], { env: own.env })).generations[0];
+      }, { timeoutMs: 120_000 });
+      assert.match(agent.output().stderr, /took the lease on a replica that was unreachable at startup/);
+      const stopped = await agent.stop();
+      assert.equal(stopped.code, 0, stopped.stderr);
+    } finally {
+      await own.close();
+    }
   });
 });

@@ -67,7 +67,7 @@ function leaseSuite(name: string, open: () => Promise<Store>, enforced: boolean)
 
     it('takeover: epoch + 1, the old holder finds out at its next renewal and stops writing', async () => {
       const s = await open();
-      const old = await ReplicaLease.acquire(s, { owner: newLeaseOwner(), log });
+      const old = await ReplicaLease.acquire(s, { owner: newLeaseOwner(), periodMs: 300, log });
       let lostTo: string | undefined;
       old.onLost((h) => {
         lostTo = h?.owner.agentId;
@@ -81,6 +81,10 @@ function leaseSuite(name: string, open: () => Promise<Store>, enforced: boolean)
       await rejectsCode(old.storage.put('after.txt', Buffer.from('no')), 'REPLICA_LEASE_LOST');
       await rejectsCode(old.storage.delete(['before.txt']), 'REPLICA_LEASE_LOST');
       await old.release(); // must not disturb the new holder
+      // The taker writes nothing until the old holder's lease has run out by its clock.
+      assert.ok(taker.quietUntil >= old.held!.expiresAt);
+      await rejectsCode(taker.storage.put('early.txt', Buffer.from('no')), 'REPLICA_LEASE_LOST');
+      await new Promise((r) => setTimeout(r, Math.max(0, taker.quietUntil - Date.now()) + 20));
       await taker.renew();
       assert.equal(taker.canWrite(), true);
       assert.equal(taker.lost, undefined);

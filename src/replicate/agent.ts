@@ -658,6 +658,8 @@ export class Agent {
     const now = Date.now();
     const keepFrom = now - this.opts.retentionMs;
     for (const s of this.shippers) {
+      // Not ours to prune any more: another agent holds its lease.
+      if (this.lostShippers.has(s)) continue;
       const seen = this.retentionSeen.get(s);
       if (seen && seen.shipped === s.stats.objectsShipped && (seen.dueAt === undefined || now < seen.dueAt)) continue;
       // Counted before the LIST: anything shipped meanwhile makes the next check list again.

@@ -101,6 +101,8 @@ for (const t of targets) {
       assert.equal(health.status, 503);
       const body = (await health.json()) as { replicas: { leaseLost?: boolean }[] };
       assert.equal(body.replicas[0]?.leaseLost, true);
+      const metrics = await (await fetch(healthUrl.replace(/\/healthz$/, '/metrics'))).text();
+      assert.match(metrics, /pitr_replica_healthy\{[^}]*\} 0/);
       const genB = await waitUntil('agent B to ship its generation', async () => {
         const l = await list();
         return l.generations.find((g) => g.id !== genA.id);

@@ -158,20 +158,43 @@ async function sameContent(replica: StorageClient, opts: IdentityOptions): Promi
     } finally {
       db.close();
     }
-    const [a, b] = await Promise.all([readFile(restored), readFile(copy)]);
-    if (a.length !== b.length || a.length < 100) return false;
-    // Bytes the copy's own commit rewrites (file format versions, change counter, version-valid-for
-    // and SQLite version number) are not content.
-    for (const [from, to] of [[18, 20], [24, 28], [92, 100]] as const) {
-      a.fill(0, from, to);
-      b.fill(0, from, to);
-    }
-    return a.equals(b);
+    return await sameFiles(restored, copy);
   } catch (err) {
     opts.log.warn('could not compare the database with the replica\'s newest state', { replica: replica.url, err });
     return false;
   } finally {
     await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Byte-equal files, 1 MiB at a time (a database may be larger than memory), except the header
+ * bytes the copy's own commit rewrites: file format versions, change counter, version-valid-for
+ * and SQLite version number.
+ */
+async function sameFiles(pathA: string, pathB: string): Promise<boolean> {
+  const [fa, fb] = await Promise.all([open(pathA, 'r'), open(pathB, 'r')]);
+  try {
+    const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
+    if (sa.size !== sb.size || sa.size < 100) return false;
+    const chunk = 1024 * 1024;
+    const a = Buffer.alloc(chunk);
+    const b = Buffer.alloc(chunk);
+    for (let at = 0; at < sa.size; at += chunk) {
+      const n = Math.min(chunk, sa.size - at);
+      const [ra, rb] = await Promise.all([fa.read(a, 0, n, at), fb.read(b, 0, n, at)]);
+      if (ra.bytesRead !== n || rb.bytesRead !== n) return false;
+      if (at === 0) {
+        for (const [from, to] of [[18, 20], [24, 28], [92, 100]] as const) {
+          a.fill(0, from, to);
+          b.fill(0, from, to);
+        }
+      }
+      if (!a.subarray(0, n).equals(b.subarray(0, n))) return false;
+    }
+    return true;
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
   }
 }
 

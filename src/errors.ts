@@ -34,7 +34,11 @@ export type ErrorCode =
   | 'STORAGE_IO'
   | 'SPOOL_CORRUPT'
   | 'ABORTED'
-  | 'VERIFY_MISMATCH';
+  | 'VERIFY_MISMATCH'
+  | 'PRECONDITION_FAILED'
+  | 'REPLICA_LEASED'
+  | 'REPLICA_LEASE_LOST'
+  | 'REPLICA_OWNED_BY_OTHER_DB';
 
 export class PitrError extends Error {
   readonly code: ErrorCode;

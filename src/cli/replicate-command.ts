@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL_RESET_BYTES } from '../replicate/defaults.js';
 import { checkDatabasePath, checkReplicas, defaultStateDir, ensureFileReplica, lockState } from '../replicate/preflight.js';
 import type { StateLock } from '../replicate/state-lock.js';
+import type { ReplicaLease } from '../replicate/lease.js';
 import { durationArg, niceArg, nonNegativeNumberArg, positiveIntArg, reportError, sizeArg } from './cli-util.js';
 
 interface ReplicateFlags {
@@ -31,6 +32,8 @@ interface ReplicateFlags {
   logFormat?: 'json' | 'pretty';
   logLevel: LogLevel;
   nice: number;
+  takeover?: boolean;
+  leasePeriod?: number;
 }
 
 /**
@@ -86,6 +89,8 @@ export function replicateCommand(): Command {
     .addOption(new Option('--max-lag <duration>', 'RPO objective: /healthz answers 503 while a replica lags more than this, and the log says when it crosses').argParser(durationArg('--max-lag')))
     .addOption(new Option('--heartbeat-interval <duration>', 'write a heartbeat to each idle, caught-up replica this often, so `pitr status` can judge freshness from the replica alone (0 = never)').default(60_000, '1m').argParser(durationArg('--heartbeat-interval')))
     .addOption(new Option('--verify-interval <duration>', 'run `pitr verify` (every checksum, a restore, integrity_check, live comparison) against each replica this often; downloads the whole replica (0 = never)').default(0, '0').argParser(durationArg('--verify-interval')))
+    .option('--takeover', 'take the replicas over even when another agent holds their lease (it stops writing to them within one lease period); use when that agent is really gone, or to move replication to this host')
+    .addOption(new Option('--lease-period <duration>', 'lease period (tests)').argParser(durationArg('--lease-period')).hideHelp())
     .option('--enable-wal', 'switch a rollback-journal database to WAL mode (a one-time header change)')
     .addOption(new Option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long to keep trying to upload').default(30_000, '30s').argParser(durationArg('--shutdown-timeout')))
     .addOption(new Option('--nice <n>', 'lower the agent\'s CPU priority by this much (0-19), so an app competing for the CPU wins and pitr catches up after; 0 leaves it as started').default(10).argParser(niceArg))
@@ -104,6 +109,7 @@ export function replicateCommand(): Command {
       const log = createLogger({ level: flags.logLevel, ...(flags.logFormat ? { format: flags.logFormat } : {}) });
       if (flags.nice > 0) yieldCpu(flags.nice, log);
       const locks: StateLock[] = [];
+      let leases: ReplicaLease[] = [];
       try {
         await checkDatabasePath(dbPath);
         const stateDir = resolve(flags.stateDir ?? defaultStateDir(dbPath));
@@ -115,8 +121,20 @@ export function replicateCommand(): Command {
         for (const r of parsed) if (r.scheme === 'file') await ensureFileReplica(r.path, log);
         for (const l of locks) await l.recordReplicas(parsed.map((r) => r.url));
         if (replicaArgs.length === 0) log.info('no replica given; using the default local directory replica', { replica: `${dbPath}-replica` });
-        const replicas = [];
-        for (const u of urls) replicas.push(await openStorage(u));
+        const opened = [];
+        for (const u of urls) opened.push(await openStorage(u));
+        const { acquireReplicaLeases } = await import('../replicate/replica-leases.js');
+        const { checkReplicaIdentity } = await import('../replicate/identity.js');
+        // Single writer: a second agent on a replica stops here, naming the one that holds it.
+        // Each replica serves one database: another one's agent is refused (unless --takeover).
+        leases = await acquireReplicaLeases(opened, {
+          stateDir,
+          takeover: flags.takeover ?? false,
+          log,
+          ...(flags.leasePeriod !== undefined && { periodMs: flags.leasePeriod }),
+          onTaken: (r) => checkReplicaIdentity(r, { dbPath, stateDir, takeover: flags.takeover ?? false, log }),
+        });
+        const replicas = leases.map((l) => l.storage);
         // The spool lives next to the database unless --state-dir says otherwise: a local disk.
         const spoolDir = join(stateDir, 'spool');
         const spoolStore = new FileStorage(spoolDir, pathToFileURL(spoolDir).href, { localDisk: true });
@@ -157,12 +175,16 @@ export function replicateCommand(): Command {
           version: pitrVersion(),
           enableWal: flags.enableWal ?? false,
           shutdownTimeoutMs: flags.shutdownTimeout,
+          leases,
           log,
         });
         const result = await agent.run(controller.signal);
+        await Promise.all(leases.map((l) => l.release()));
+        leases = [];
         for (const r of replicas) await r.close();
         process.exitCode = result.clean ? 0 : 1;
       } catch (err) {
+        await Promise.all(leases.map((l) => l.release()));
         process.exitCode = reportError(err);
       } finally {
         for (const l of locks) l.release();

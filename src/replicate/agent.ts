@@ -21,6 +21,7 @@ import { startMonitorServer } from '../monitor/http-server.js';
 import { verifyReplica } from '../monitor/verify.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
 import { remoteFsOf } from '../util/remote-fs.js';
+import type { ReplicaLease } from './lease.js';
 import { dirname } from 'node:path';
 import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL_RESET_BYTES, snapshotWalLimit } from './defaults.js';
 
@@ -96,6 +97,11 @@ export interface AgentOptions {
   verifyIntervalMs?: number;
   /** pitr's version, for the heartbeat. */
   version?: string;
+  /**
+   * The leases held on the replicas (their `storage` is the replica in `replicas`). When one is
+   * lost to another agent, that replica's shipper stops; capture and the other replicas go on.
+   */
+  leases?: readonly ReplicaLease[];
   log: Logger;
 }
 
@@ -141,6 +147,8 @@ export class Agent {
    * changes, a check would find nothing, so an idle agent sends no LIST.
    */
   private retentionSeen = new Map<Shipper, { shipped: number; dueAt: number | undefined }>();
+  /** Replicas whose lease another agent took: when, and the lag they had then. */
+  private lostShippers = new Map<Shipper, { at: number; lagMs: number }>();
   private lastWalStat = '';
   private walBytes = 0;
   private stopping = false;
@@ -205,6 +213,9 @@ export class Agent {
           },
         }),
     );
+    for (const s of this.shippers) {
+      this.opts.leases?.find((l) => l.storage === s.replica)?.onLost(() => this.replicaLost(s));
+    }
     this.metrics = new AgentMetrics({
       db: this.opts.dbPath,
       generation: () => this.capture?.state.generation ?? '',
@@ -647,6 +658,8 @@ export class Agent {
     const now = Date.now();
     const keepFrom = now - this.opts.retentionMs;
     for (const s of this.shippers) {
+      // Not ours to prune any more: another agent holds its lease.
+      if (this.lostShippers.has(s)) continue;
       const seen = this.retentionSeen.get(s);
       if (seen && seen.shipped === s.stats.objectsShipped && (seen.dueAt === undefined || now < seen.dueAt)) continue;
       // Counted before the LIST: anything shipped meanwhile makes the next check list again.
@@ -671,6 +684,20 @@ export class Agent {
     }
   }
 
+  /**
+   * Another agent took the lease on this replica: stop uploading to it and stop holding spool
+   * entries for it. Its lag grows from here (nothing this agent captures reaches it), so
+   * /healthz turns unhealthy under --max-lag; the log has said why.
+   */
+  private replicaLost(s: Shipper): void {
+    if (this.lostShippers.has(s)) return;
+    this.lostShippers.set(s, { at: Date.now(), lagMs: s.lagMs() });
+    s.stop();
+    s.abandonThrough(Number.MAX_SAFE_INTEGER, '');
+    this.metrics?.uploadFailed(s.replica.url);
+    void this.trimSpool();
+  }
+
   /** Lag of every replica: what the spool still holds for it, or a change capture has not read yet. */
   health(): HealthReport {
     const report = this.computeHealth();
@@ -682,14 +709,21 @@ export class Agent {
     const now = Date.now();
     const captureLag = this.changeSeenAt > 0 ? now - this.changeSeenAt : 0;
     const gen = this.capture?.state.generation ?? '';
-    return healthReport(
+    const report = healthReport(
       this.opts.dbPath,
       this.opts.maxLagMs,
       this.shippers.map((s) => {
         const d = s.durable(gen);
-        return { url: s.replica.url, lagSeconds: Math.max(s.lagMs(now), captureLag) / 1000, lastTxid: d.txid, lastCommitTime: d.commitTime };
+        const lost = this.lostShippers.get(s);
+        const lagMs = lost !== undefined ? lost.lagMs + (now - lost.at) : Math.max(s.lagMs(now), captureLag);
+        return { url: s.replica.url, lagSeconds: lagMs / 1000, lastTxid: d.txid, lastCommitTime: d.commitTime };
       }),
     );
+    if (this.lostShippers.size === 0) return report;
+    // A replica this agent lost the lease on is unhealthy whatever --max-lag says: /healthz says why.
+    const lostUrls = new Set([...this.lostShippers.keys()].map((s) => s.replica.url));
+    const replicas = report.replicas.map((r) => (lostUrls.has(r.url) ? { ...r, healthy: false, leaseLost: true } : r));
+    return { ...report, status: 'lagging', replicas };
   }
 
   /**
@@ -756,12 +790,18 @@ export class Agent {
     await this.withLock(() => this.runPass());
     if (this.snapshotRunning) await this.snapshotRunning;
     const deadline = Date.now() + (this.opts.shutdownTimeoutMs ?? 30_000);
-    const results = await Promise.all(this.shippers.map((s) => s.flush(deadline)));
+    // A replica whose lease another agent took is no longer ours to catch up.
+    const results = await Promise.all(this.shippers.filter((s) => !this.lostShippers.has(s)).map((s) => s.flush(deadline)));
     for (const s of this.shippers) s.stop();
     await this.trimSpool();
     this.db?.close();
     const clean = results.every(Boolean);
-    if (clean) this.log.info('stopped; every captured transaction is in every replica', { txid: this.capture?.state.lastTxid });
+    if (clean && this.lostShippers.size > 0) {
+      this.log.warn('stopped; every captured transaction is in every replica this agent still holds the lease on', {
+        txid: this.capture?.state.lastTxid,
+        lostReplicas: [...this.lostShippers.keys()].map((s) => s.replica.url),
+      });
+    } else if (clean) this.log.info('stopped; every captured transaction is in every replica', { txid: this.capture?.state.lastTxid });
     else this.log.error('stopped with transactions not yet uploaded; they stay in the spool and ship on the next start', { txid: this.capture?.state.lastTxid });
     return { clean };
   }

@@ -25,6 +25,33 @@ export interface ByteRange {
  */
 export type PutBody = Uint8Array | AsyncIterable<Uint8Array>;
 
+/** Condition of a conditional put: create only if absent, or replace only the version named. */
+export type PutCondition = { ifNoneMatch: '*' } | { ifMatch: string };
+
+/** An object's bytes and its version tag (S3's ETag; the file backend's content hash). */
+export interface VersionedObject {
+  body: Uint8Array;
+  etag: string;
+}
+
+/**
+ * Compare-and-swap on small objects (the lease and identity objects), for backends that can do
+ * it. A put whose condition does not hold raises PitrError code PRECONDITION_FAILED and stores
+ * nothing. Missing keys in getVersioned raise OBJECT_NOT_FOUND. Some S3-compatible stores
+ * (s3rver) silently ignore If-Match / If-None-Match: callers re-read before and after they write
+ * (see replicate/lease.ts).
+ */
+export interface ConditionalStorage {
+  getVersioned(key: string, opts?: RequestOptions): Promise<VersionedObject>;
+  putConditional(key: string, body: Uint8Array, cond: PutCondition, opts?: RequestOptions): Promise<{ etag: string }>;
+}
+
+/** True when `s` offers ConditionalStorage. */
+export function hasConditional(s: StorageClient): s is StorageClient & ConditionalStorage {
+  const c = s as Partial<ConditionalStorage>;
+  return typeof c.getVersioned === 'function' && typeof c.putConditional === 'function';
+}
+
 /**
  * The whole contract between pitr's core and a replica backend. Objects are immutable: the core
  * never overwrites a key with different content. A put is atomic: readers see the whole object or

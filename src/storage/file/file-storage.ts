@@ -1,11 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { link, lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 
 import { errnoCode, isPitrError, PitrError } from '../../errors.js';
-import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
+import type { ByteRange, ConditionalStorage, ObjectInfo, PutBody, PutCondition, RequestOptions, StorageClient, VersionedObject } from '../storage-client.js';
 import { TEMP_PREFIX, checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
 import { bodyChunks, releaseBody } from '../put-body.js';
 import { fsyncDir, writeLocalFileDurably } from '../../util/fs-atomic.js';
@@ -33,7 +34,7 @@ const PUT_DIR_ATTEMPTS = 5;
  * fsync'd, so after put() resolves the object survives a power loss and readers never see part
  * of it.
  */
-export class FileStorage implements StorageClient {
+export class FileStorage implements StorageClient, ConditionalStorage {
   readonly url: string;
   private readonly root: string;
   // Directories whose entries we have already made durable up to the root in this process, so a
@@ -121,6 +122,88 @@ export class FileStorage implements StorageClient {
       }
       throw this.ioError('write', key, err);
     }
+  }
+
+  /** The object and its version: a hash of its content (objects written here are small). */
+  async getVersioned(key: string, opts: RequestOptions = {}): Promise<VersionedObject> {
+    const body = await this.get(key, opts);
+    return { body, etag: contentTag(body) };
+  }
+
+  /**
+   * Conditional put, atomic on a local POSIX file system. Create-if-absent: the object is written
+   * to a temp file and link()ed to its name, which fails with EEXIST when the name exists (link is
+   * atomic on local file systems and on NFS). Replace-if-match: under a lock file created with
+   * O_EXCL next to the object, the current content's hash is compared and the temp file renamed
+   * over it. A lock left by a process that died holding it (a window of a few syscalls) is broken
+   * after LOCK_STALE_MS. Every writer of the key must go through this method.
+   */
+  async putConditional(key: string, body: Uint8Array, cond: PutCondition, opts: RequestOptions = {}): Promise<{ etag: string }> {
+    const target = this.keyPath(key);
+    const dir = path.dirname(target);
+    this.throwIfAborted(opts.signal, 'put', key);
+    const { handle, tmp } = await this.openTemp(dir, key);
+    let placed = false;
+    try {
+      await this.writeBytes(handle, body, key, opts.signal);
+      await this.io('write', key, () => handle.sync());
+      await this.io('write', key, () => handle.close());
+      if ('ifNoneMatch' in cond) {
+        try {
+          await link(tmp, target);
+        } catch (err) {
+          if (errnoCode(err) === 'EEXIST') throw this.preconditionFailed(key, 'it exists');
+          throw this.ioError('write', key, err);
+        }
+      } else {
+        const lock = path.join(dir, `${TEMP_PREFIX}lock-${path.basename(target)}`);
+        await this.lockFile(lock, key, opts.signal);
+        try {
+          let current: Uint8Array;
+          try {
+            current = await this.get(key, opts);
+          } catch (err) {
+            if (isPitrError(err, 'OBJECT_NOT_FOUND')) throw this.preconditionFailed(key, 'it does not exist');
+            throw err;
+          }
+          if (contentTag(current) !== cond.ifMatch) throw this.preconditionFailed(key, 'it changed');
+          await this.io('write', key, () => rename(tmp, target));
+          placed = true;
+        } finally {
+          await unlink(lock).catch(() => undefined);
+        }
+      }
+      await this.io('write', key, () => fsyncDir(dir));
+      return { etag: contentTag(body) };
+    } finally {
+      await handle.close().catch(() => undefined);
+      if (!placed) await unlink(tmp).catch(() => undefined);
+    }
+  }
+
+  private async lockFile(lock: string, key: string, signal: AbortSignal | undefined): Promise<void> {
+    for (;;) {
+      this.throwIfAborted(signal, 'put', key);
+      try {
+        const h = await open(lock, 'wx');
+        await h.close();
+        return;
+      } catch (err) {
+        if (errnoCode(err) !== 'EEXIST') throw this.ioError('write', key, err);
+      }
+      try {
+        const st = await stat(lock);
+        if (Date.now() - st.mtimeMs > LOCK_STALE_MS) await unlink(lock).catch(() => undefined);
+      } catch {
+        // Gone meanwhile: try again at once.
+        continue;
+      }
+      await sleep(5 + Math.random() * 20);
+    }
+  }
+
+  private preconditionFailed(key: string, why: string): PitrError {
+    return new PitrError('PRECONDITION_FAILED', `conditional write of "${key}" in ${this.url} refused: ${why}`, 'Another writer changed the object; read it again.');
   }
 
   async get(key: string, opts: RequestOptions & { range?: ByteRange } = {}): Promise<Uint8Array> {
@@ -469,6 +552,14 @@ export class FileStorage implements StorageClient {
 }
 
 type Op = 'put' | 'get' | 'list' | 'delete' | 'check' | 'read' | 'write';
+
+// A conditional put holds its lock for a few syscalls; one this old was left by a dead process.
+const LOCK_STALE_MS = 10_000;
+
+/** The file backend's version tag: a hash of the content (lease and identity objects are small). */
+function contentTag(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex').slice(0, 32);
+}
 
 
 function checkPrefix(prefix: string, url: string): void {

@@ -21,7 +21,7 @@ import { isFirstByteTimeout, watchedAgents, withFirstByteTimeout } from './first
 
 import { isPitrError, PitrError } from '../../errors.js';
 import type { S3ReplicaUrl } from '../open-storage.js';
-import type { ByteRange, ObjectInfo, PutBody, RequestOptions, StorageClient } from '../storage-client.js';
+import type { ByteRange, ConditionalStorage, ObjectInfo, PutBody, PutCondition, RequestOptions, StorageClient, VersionedObject } from '../storage-client.js';
 import { checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
 import { bodyChunks, releaseBody } from '../put-body.js';
 import { parseDuration } from '../../util/duration.js';
@@ -127,7 +127,7 @@ export interface S3Settings extends S3Limits {
  * succeeds. Every request is retried with backoff on transient failures, bounded in time and
  * count, limited in concurrency, and abortable at any point.
  */
-export class S3Storage implements StorageClient {
+export class S3Storage implements StorageClient, ConditionalStorage {
   readonly url: string;
   readonly settings: Readonly<S3Settings>;
   /** The SDK client, exposed for diagnostics and tests; do not send through it directly. */
@@ -222,6 +222,48 @@ export class S3Storage implements StorageClient {
       return;
     }
     await this.multipart(key, fullKey, this.meter(body, key, opts.size, signal), opts.size, signal);
+  }
+
+  /** The object and its ETag. */
+  async getVersioned(key: string, opts: RequestOptions = {}): Promise<VersionedObject> {
+    const fullKey = this.fullKey(key);
+    return this.request('get', key, opts.signal, async (s) => {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: fullKey }), { abortSignal: s });
+      const body = out.Body === undefined ? new Uint8Array(0) : await out.Body.transformToByteArray();
+      return { body, etag: out.ETag ?? '' };
+    }, { classify: (err) => this.notFoundFor(err, key) });
+  }
+
+  /**
+   * PutObject with If-None-Match: * or If-Match: ETag (S3 since 2024, and stores that follow it).
+   * HTTP 412, and 409 ConditionalRequestConflict (a concurrent conditional write won), become
+   * PRECONDITION_FAILED. Stores that ignore the headers (s3rver) just store the object: callers
+   * that need the guarantee re-read (see replicate/lease.ts). A retried attempt whose first try
+   * was in fact stored also answers 412: the caller's re-read tells that case apart.
+   */
+  async putConditional(key: string, body: Uint8Array, cond: PutCondition, opts: RequestOptions = {}): Promise<{ etag: string }> {
+    const fullKey = this.fullKey(key);
+    const out = await this.request('put', key, opts.signal, (s) =>
+      this.client.send(new PutObjectCommand({
+        Bucket: this.settings.bucket,
+        Key: fullKey,
+        Body: body,
+        ContentLength: body.length,
+        ...('ifNoneMatch' in cond ? { IfNoneMatch: '*' } : { IfMatch: cond.ifMatch }),
+        ...this.putExtras,
+      }), { abortSignal: s }),
+    {
+      classify: (err) => {
+        const status = statusOf(err);
+        const name = nameOf(err);
+        if (status === 412 || status === 409 || name === 'PreconditionFailed' || name === 'ConditionalRequestConflict') {
+          return new PitrError('PRECONDITION_FAILED', `conditional write of "${key}" in ${this.url} refused: ${describeError(err)}`,
+            'Another writer changed the object; read it again.', { cause: err });
+        }
+        return undefined;
+      },
+    });
+    return { etag: out.ETag ?? '' };
   }
 
   async get(key: string, opts: RequestOptions & { range?: ByteRange } = {}): Promise<Uint8Array> {

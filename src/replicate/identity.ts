@@ -169,8 +169,8 @@ async function sameContent(replica: StorageClient, opts: IdentityOptions): Promi
 
 /**
  * Byte-equal files, 1 MiB at a time (a database may be larger than memory), except the header
- * bytes the copy's own commit rewrites: file format versions, change counter, version-valid-for
- * and SQLite version number.
+ * bytes the copy's own commit rewrites: file format versions, change counter, schema cookie (the
+ * backup API increments the destination's), version-valid-for and SQLite version number.
  */
 async function sameFiles(pathA: string, pathB: string): Promise<boolean> {
   const [fa, fb] = await Promise.all([open(pathA, 'r'), open(pathB, 'r')]);
@@ -185,7 +185,7 @@ async function sameFiles(pathA: string, pathB: string): Promise<boolean> {
       const [ra, rb] = await Promise.all([fa.read(a, 0, n, at), fb.read(b, 0, n, at)]);
       if (ra.bytesRead !== n || rb.bytesRead !== n) return false;
       if (at === 0) {
-        for (const [from, to] of [[18, 20], [24, 28], [92, 100]] as const) {
+        for (const [from, to] of [[18, 20], [24, 28], [40, 44], [92, 100]] as const) {
           a.fill(0, from, to);
           b.fill(0, from, to);
         }

@@ -145,7 +145,9 @@ describe('completeness: pitr never answers with less than it was asked for, and 
     // G2: a fresh state dir cannot prove continuity, so a new generation; the writer commits in
     // bursts, each shipped as its own segments (--sync-interval 0).
     const a2: Agent = startAgent([dbPath, fileReplica, liveS3, '--sync-interval', '0', '--state-dir', join(tmp, 'state-2')], { env });
-    await waitUntil('generation 2', async () => (await runCliJson<ListOutput>(['list', fileReplica, '--json']).catch(() => undefined))?.generations.length === 2);
+    await waitUntil('generation 2', async () => (await runCliJson<ListOutput>(['list', fileReplica, '--json']).catch(() => undefined))?.generations.length === 2).catch((err: Error) => {
+      throw new Error(`${err.message}; the agent said: ${a2.output().stderr.slice(-3000)}`);
+    });
     const writer = startWriter({ db: dbPath, log: join(tmp, 'writer.log'), count: 90, seed: 18, pauseEvery: 5, pauseMs: 150 });
     let writing = true;
     void writer.result.then(() => (writing = false));

@@ -57,14 +57,3 @@ export async function readDbFileInfo(path: string): Promise<DbFileInfo> {
   const pageCount = inHeaderSize > 0 && changeCounter === validFor ? inHeaderSize : Math.floor(st.size / pageSize);
   return { pageSize, walMode, pageCount, dev: st.dev, ino: st.ino };
 }
-
-/** Identity (dev, inode) of the database file, to notice a file replaced under a running agent. */
-export async function dbIdentity(path: string): Promise<{ dev: number; ino: number } | null> {
-  try {
-    const st = await stat(path);
-    return { dev: st.dev, ino: st.ino };
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return null;
-    throw err;
-  }
-}

@@ -43,12 +43,19 @@ export type ErrorCode =
 export class PitrError extends Error {
   readonly code: ErrorCode;
   readonly hint: string | undefined;
+  /**
+   * A storage failure no retry can cure (credentials, permissions, a missing bucket, a read-only
+   * file system): backends set it, so that the core can refuse at start instead of retrying forever
+   * without knowing any backend.
+   */
+  readonly permanent: boolean;
 
-  constructor(code: ErrorCode, message: string, hint?: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, hint?: string, options?: { cause?: unknown; permanent?: boolean }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PitrError';
     this.code = code;
     this.hint = hint;
+    this.permanent = options?.permanent ?? false;
   }
 }
 

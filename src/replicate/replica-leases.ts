@@ -54,8 +54,10 @@ export async function acquireReplicaLeases(
         lease = await ReplicaLease.acquire(r, leaseOpts);
       } catch (err) {
         // An unreachable replica must not keep the agent (capture, the other replicas) from
-        // starting: it gets no writes until its lease is taken, in the background.
-        if (!isPitrError(err, 'STORAGE_IO')) throw err;
+        // starting: it gets no writes until its lease is taken, in the background. One that
+        // answers "no" (credentials, a missing bucket, a read-only file system) is refused now:
+        // retrying would never cure it, and the operator is there to read the error.
+        if (!isPitrError(err, 'STORAGE_IO') || err.permanent) throw err;
         opts.log.warn('replica unreachable at startup: capture starts anyway; it gets no writes until this agent holds its lease', { replica: r.url, err });
         leases.push(ReplicaLease.pending(r, leaseOpts, async () => {
           await opts.onTaken?.(r);

@@ -508,6 +508,20 @@ describe('inputs that never hurt data', { timeout: 10 * 60_000 }, () => {
       assert.equal(l.code, 0, describeRun(l));
       assert.equal(l.stderr, '', `list printed on stderr:\n${l.stderr}`);
     });
+
+    it('replicate to an S3 replica that answers "no" (a missing bucket, bad credentials) exits 1 at start instead of retrying forever', async () => {
+      const server = s3 as S3TestServer;
+      const db = await liveDatabase('s3-refused', 'wal');
+      const missing = `${server.url('app')}&force-path-style=true`.replace('s3://safe-inputs/', 's3://no-such-bucket/');
+      const r = await runCli(['replicate', db, missing, '--state-dir', join(fresh('s3-refused-state'), 'state')], { env: server.env, timeoutMs: 60_000 });
+      const err = expectPromptError(r, 'STORAGE_IO');
+      assert.match(err.message, /no-such-bucket|NoSuchBucket|does not exist/i);
+      const badCreds = { ...server.env, AWS_ACCESS_KEY_ID: 'nobody', AWS_SECRET_ACCESS_KEY: 'wrong' };
+      const url = `${server.url('app')}&force-path-style=true`;
+      const r2 = await runCli(['replicate', db, url, '--state-dir', join(fresh('s3-refused-state2'), 'state')], { env: badCreds, timeoutMs: 60_000 });
+      expectPromptError(r2, 'STORAGE_IO');
+      assert.match(r2.stderr, /credentials/i);
+    });
   });
 
   // ---- dry run ----

@@ -538,7 +538,8 @@ export class FileStorage implements StorageClient, ConditionalStorage {
       'STORAGE_IO',
       `cannot ${op} ${what}: ${messageOf(err)}`,
       hintFor(code, this.root),
-      { cause: err },
+      // No retry makes a directory writable or a file system read-write.
+      { cause: err, permanent: code !== undefined && PERMANENT_ERRNO.has(code) },
     );
   }
 
@@ -597,6 +598,9 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
   return out;
 }
 
+
+/** errno codes of a replica that stays unusable until someone changes it. */
+const PERMANENT_ERRNO = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR']);
 
 function hintFor(code: string | undefined, root: string): string {
   switch (code) {

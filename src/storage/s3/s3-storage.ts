@@ -576,7 +576,8 @@ export class S3Storage implements StorageClient, ConditionalStorage {
   private ioError(op: Op, key: string, err: unknown, attempts: number): PitrError {
     const what = key === '' ? `replica ${this.url}` : `"${key}" in ${this.url}`;
     const tries = attempts > 1 ? ` (after ${attempts} attempts)` : '';
-    return new PitrError('STORAGE_IO', `cannot ${op} ${what}: ${describeError(err)}${tries}`, this.hintFor(err), { cause: err });
+    const permanent = !(isRetryable(err) || isFirstByteTimeout(err) || nameOf(err) === 'TimeoutError');
+    return new PitrError('STORAGE_IO', `cannot ${op} ${what}: ${describeError(err)}${tries}`, this.hintFor(err), { cause: err, permanent });
   }
 
   private hintFor(err: unknown): string {

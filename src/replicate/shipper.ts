@@ -70,6 +70,11 @@ export class Shipper {
   private running: Promise<void> | undefined;
   private dirty = false;
   private stopped = false;
+  /**
+   * Set when this replica, unreachable at the agent's start, turned out to hold txids the agent's
+   * generations reuse: it is never written again by this agent (see refuseOverlap).
+   */
+  private overlap: string | undefined;
   private lastUploadAt = 0;
   private lastHeartbeatAt = 0;
   private failures = 0;
@@ -137,6 +142,30 @@ export class Shipper {
     }
     this.initialized = true;
     return catalog;
+  }
+
+  /**
+   * A txid names one transaction in a replica. The agent numbers a new generation above what the
+   * spool and the replicas it could LIST at start hold; a replica it could not reach then may hold
+   * more (another agent's history). Shipping there would give two transactions one txid, so such a
+   * replica is refused, loudly, until the agent restarts while it is reachable.
+   */
+  private refuseOverlap(catalog: Catalog): void {
+    for (const gen of this.spool.generations()) {
+      if (catalog.generations.some((g) => g.id === gen)) continue;
+      const ours = [...this.spool.snapshotsOf(gen).map((e) => e.txid), ...this.spool.segmentsOf(gen).map((e) => e.firstTxid)];
+      if (ours.length === 0) continue;
+      const first = Math.min(...ours);
+      const theirs = catalog.generations.filter((g) => g.id !== gen && g.newestTxid >= first);
+      if (theirs.length === 0) continue;
+      this.overlap = `it holds txids up to ${Math.max(...theirs.map((g) => g.newestTxid))} (generation ${theirs.map((g) => g.id).join(', ')}), and this agent's generation ${gen} starts at txid ${first}`;
+      this.log.error('replica refused: it was unreachable when the agent started and holds txids this agent reuses; nothing will be written to it', {
+        problem: this.overlap,
+        hint: 'restart the agent while this replica is reachable: its new generation then starts above every txid the replica holds',
+      });
+      this.opts.events?.failed();
+      return;
+    }
   }
 
   static maxTxidOf(catalog: Catalog): number {
@@ -341,7 +370,7 @@ export class Shipper {
 
   /** True while uploads to this replica fail (between the first failure and the next success). */
   isFailing(): boolean {
-    return this.failures > 0;
+    return this.failures > 0 || this.overlap !== undefined;
   }
 
   hasPending(): boolean {
@@ -404,7 +433,8 @@ export class Shipper {
   /** Upload one object (snapshot or merged segment). Returns false when nothing is pending. */
   private async shipOnce(): Promise<boolean> {
     // A replica unreachable at startup learns its state on the first successful call.
-    if (!this.initialized) await this.init();
+    if (!this.initialized) this.refuseOverlap(await this.init());
+    if (this.overlap !== undefined) return false;
     for (const gen of this.spool.generations()) {
       if (this.skipped.has(gen)) continue;
       const snaps = this.spool.snapshotsOf(gen);

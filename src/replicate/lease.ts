@@ -87,6 +87,9 @@ export class ReplicaLease {
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
   private readonly lostListeners: Array<(holder: LeaseRecord | undefined) => void> = [];
+  /** Writes under way through `storage`: aborted the moment this agent may no longer write (see fence). */
+  private readonly inflight = new Set<AbortController>();
+  private fenceTimer: NodeJS.Timeout | undefined;
   /**
    * After a takeover of a live lease: when the old holder's lease has run out by its own clock, so
    * its fence has closed (see FencedStorage). The new holder writes nothing before then: the old one
@@ -170,6 +173,40 @@ export class ReplicaLease {
     }, Math.max(10, Math.floor(lease.periodMs / 3)));
     lease.timer.unref();
     return lease;
+  }
+
+  /**
+   * A signal for one write that aborts when this agent may no longer write here: the lease lost, or
+   * run out without a renewal. A write checked at its start could otherwise still land long after
+   * (a large upload), when a new holder, having waited out this lease, writes the same txids.
+   * `done` must be called when the write settles.
+   */
+  fence(signal: AbortSignal | undefined): { signal: AbortSignal; done: () => void } {
+    const ac = new AbortController();
+    const onAbort = (): void => ac.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) ac.abort(signal.reason);
+    this.inflight.add(ac);
+    this.fenceTimer ??= setInterval(() => this.checkFence(), 250).unref();
+    return {
+      signal: ac.signal,
+      done: () => {
+        signal?.removeEventListener('abort', onAbort);
+        this.inflight.delete(ac);
+        if (this.inflight.size === 0 && this.fenceTimer) {
+          clearInterval(this.fenceTimer);
+          this.fenceTimer = undefined;
+        }
+      },
+    };
+  }
+
+  /** Abort every write under way once this agent may no longer write (the 1 s of margin the new holder waits covers the check's period). */
+  private checkFence(): void {
+    if (this.lostAt === 0 && Date.now() < this.validUntil) return;
+    for (const ac of this.inflight) {
+      ac.abort(new PitrError('REPLICA_LEASE_LOST', `write to ${this.url} stopped: this agent's lease ${this.lostAt !== 0 ? 'was lost' : 'ran out before it could be renewed'}`, 'it is retried once the lease is renewed, or never when another agent took it'));
+    }
   }
 
   /** REPLICA_LEASE_LOST unless canWrite(). */
@@ -336,6 +373,7 @@ export class ReplicaLease {
     if (this.lostAt !== 0) return;
     this.lostAt = Date.now();
     this.lostTo = holder;
+    this.checkFence();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.opts.log.error('lost the lease on a replica: this agent no longer writes to it', {
@@ -403,13 +441,14 @@ class FencedStorage implements StorageClient {
     this.url = inner.url;
   }
 
-  put(key: string, body: PutBody, opts?: RequestOptions & { size?: number }): Promise<void> {
+  async put(key: string, body: PutBody, opts?: RequestOptions & { size?: number }): Promise<void> {
+    this.lease.assertWritable(key);
+    const fence = this.lease.fence(opts?.signal);
     try {
-      this.lease.assertWritable(key);
-    } catch (err) {
-      return Promise.reject(err);
+      await this.inner.put(key, body, { ...opts, signal: fence.signal });
+    } finally {
+      fence.done();
     }
-    return this.inner.put(key, body, opts);
   }
 
   get(key: string, opts?: RequestOptions & { range?: ByteRange }): Promise<Uint8Array> {
@@ -424,13 +463,14 @@ class FencedStorage implements StorageClient {
     return this.inner.list(prefix, opts);
   }
 
-  delete(keys: readonly string[], opts?: RequestOptions): Promise<void> {
+  async delete(keys: readonly string[], opts?: RequestOptions): Promise<void> {
+    this.lease.assertWritable(keys[0] ?? '');
+    const fence = this.lease.fence(opts?.signal);
     try {
-      this.lease.assertWritable(keys[0] ?? '');
-    } catch (err) {
-      return Promise.reject(err);
+      await this.inner.delete(keys, { ...opts, signal: fence.signal });
+    } finally {
+      fence.done();
     }
-    return this.inner.delete(keys, opts);
   }
 
   exists(opts?: RequestOptions): Promise<boolean> {

@@ -92,6 +92,32 @@ function leaseSuite(name: string, open: () => Promise<Store>, enforced: boolean)
       await taker.release();
     });
 
+    it('a write still under way when the lease is lost is stopped, and nothing of it lands', async () => {
+      const s = await open();
+      const old = await ReplicaLease.acquire(s, { owner: newLeaseOwner(), periodMs: 300, log });
+      // A streamed upload that has begun and waits for its last chunk (a large snapshot, a slow link).
+      let finish!: () => void;
+      const last = new Promise<void>((r) => (finish = r));
+      let started!: () => void;
+      const begun = new Promise<void>((r) => (started = r));
+      async function* body(): AsyncGenerator<Uint8Array> {
+        yield Buffer.alloc(64 * 1024, 1);
+        started();
+        await last;
+        yield Buffer.alloc(64 * 1024, 2);
+      }
+      const upload = old.storage.put('slow.bin', body());
+      await begun;
+      const taker = await ReplicaLease.acquire(s, { owner: newLeaseOwner(), takeover: true, log });
+      await old.renew(); // finds the new holder: lost
+      assert.equal(old.canWrite(), false);
+      finish();
+      await assert.rejects(upload);
+      assert.deepEqual((await s.list('')).map((o) => o.key).filter((k) => k === 'slow.bin'), [], 'the stopped upload left no object');
+      await old.release();
+      await taker.release();
+    });
+
     it('a released or expired lease, or one left by this state directory\'s previous agent, is taken at once', async () => {
       const s = await open();
       const a = await ReplicaLease.acquire(s, { owner: newLeaseOwner(), log });

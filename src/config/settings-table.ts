@@ -79,3 +79,8 @@ export function settingsAt(level: 'top' | 'db' | 'replica'): Setting[] {
 /** Keys a `dbs:` entry or a `replicas:` item holds besides settings. */
 export const ENTRY_KEYS = ['path', 'dir', 'pattern', 'recursive', 'replicas'] as const;
 export const REPLICA_KEYS = ['url'] as const;
+
+/** The property commander gives the flag's value: `--snapshot-wal-min` -> snapshotWalMin, `--no-expand-env` -> expandEnv. */
+export function flagAttr(s: Setting): string {
+  return s.key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}

@@ -29,9 +29,13 @@ export class YamlReader {
     this.doc = parseDocument(text, { lineCounter: this.lines, schema: 'failsafe', uniqueKeys: true, prettyErrors: false });
     const err = this.doc.errors[0];
     if (err) {
-      const line = err.linePos?.[0]?.line ?? 0;
-      const what = err.code === 'DUPLICATE_KEY' ? 'a key appears twice in the same mapping' : err.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '');
-      throw new PitrError('CONFIG_INVALID', `${this.file}:${line}: not valid YAML: ${what}`, 'fix the YAML syntax at that line (indentation, quotes, a missing ":")');
+      const line = this.lines.linePos(err.pos[0]).line;
+      const what =
+        err.code === 'DUPLICATE_KEY'
+          ? `key "${text.slice(err.pos[0]).split(/[:\n]/)[0]?.trim()}" appears twice in the same mapping`
+          : err.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '');
+      const hint = err.code === 'DUPLICATE_KEY' ? 'keep one of them' : 'fix the YAML syntax at that line (indentation, quotes, a missing ":")';
+      throw new PitrError('CONFIG_INVALID', `${this.file}:${line}: not valid YAML: ${what}`, hint);
     }
   }
 

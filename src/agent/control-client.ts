@@ -103,6 +103,7 @@ export async function findAgent(opts: { socket?: string; db?: string }): Promise
 
   const matches: string[] = [];
   const unanswered: string[] = [];
+  let live = 0;
   for (const name of names) {
     const path = join(dir, name);
     const state = await probeSocket(path).catch(() => 'unreachable' as const);
@@ -111,6 +112,7 @@ export async function findAgent(opts: { socket?: string; db?: string }): Promise
       if (state === 'stale' && !pidAlive(name)) await unlink(path).catch(() => undefined);
       continue;
     }
+    live++;
     if (opts.db === undefined) {
       matches.push(path);
       continue;
@@ -132,6 +134,13 @@ export async function findAgent(opts: { socket?: string; db?: string }): Promise
       'CONTROL_FAILED',
       `no agent answered that it replicates ${opts.db}; ${unanswered.length === 1 ? 'one' : unanswered.length} did not answer: ${unanswered.join(', ')}`,
       "check that agent's log, or pass its socket with --socket",
+    );
+  }
+  if (live > 0) {
+    throw new PitrError(
+      'AGENT_NOT_RUNNING',
+      `none of the ${live === 1 ? 'one running agent' : `${live} running agents`} replicates ${opts.db} (looked in ${dir})`,
+      'agents name databases by absolute path: `pitr agent status --socket PATH` lists them; or start one for it with `pitr replicate`',
     );
   }
   throw notRunning(opts.db, dir);

@@ -95,13 +95,18 @@ export function probeSocket(path: string): Promise<'live' | 'stale' | 'absent'> 
  * Listen on the agent's control socket (owner-only, 0600, in a directory of this user's only).
  * A socket left by a killed agent is replaced; one an agent answers on is refused.
  */
-export async function startControlServer(path: string | undefined, handlers: ControlHandlers, log: Logger): Promise<ControlServer> {
+export async function startControlServer(
+  path: string | undefined,
+  handlers: ControlHandlers,
+  log: Logger,
+  opts: { requestIdleMs?: number } = {},
+): Promise<ControlServer> {
   const socketPath = path === undefined ? defaultSocketPath() : resolve(path);
   await prepareSocketDir(dirname(socketPath));
 
   const open = new Set<Socket>();
   // Half-open: a client may end its side after the request and still read the answer.
-  const server = createServer({ allowHalfOpen: true }, (sock) => serveConnection(sock, handlers, log, open));
+  const server = createServer({ allowHalfOpen: true }, (sock) => serveConnection(sock, handlers, log, open, opts.requestIdleMs ?? REQUEST_IDLE_MS));
   await listenOnce(server, socketPath);
   // The directory is already 0700; the mode on the socket is the second lock, for explicit paths
   // in directories others may list.
@@ -182,12 +187,12 @@ function wrapListenError(err: unknown, path: string): PitrError {
   return new PitrError('CONTROL_FAILED', `cannot create the control socket ${path}: ${(err as Error).message}`, 'choose another path with --socket', { cause: err });
 }
 
-function serveConnection(sock: Socket, handlers: ControlHandlers, log: Logger, open: Set<Socket>): void {
+function serveConnection(sock: Socket, handlers: ControlHandlers, log: Logger, open: Set<Socket>, idleMs: number): void {
   open.add(sock);
   sock.on('close', () => open.delete(sock));
   // A client that goes away mid-answer is its own business, not the agent's.
   sock.on('error', () => sock.destroy());
-  sock.setTimeout(REQUEST_IDLE_MS, () => sock.destroy());
+  sock.setTimeout(idleMs, () => sock.destroy());
 
   let buf = '';
   let got = false;
@@ -215,9 +220,12 @@ function serveConnection(sock: Socket, handlers: ControlHandlers, log: Logger, o
       answer(sock, { ok: false, error: { code: 'CONTROL_FAILED', message: `control request larger than ${MAX_REQUEST_BYTES} bytes`, hint: 'send one JSON request line' } });
     }
   });
-  // A client that half-closes instead of sending a newline still gets its answer.
+  // A client that half-closes instead of sending a newline still gets its answer; one that sent
+  // nothing (a probe: is an agent there?) gets none.
   sock.on('end', () => {
-    if (!got) take(buf);
+    if (got) return;
+    if (buf.trim() === '') sock.destroy();
+    else take(buf);
   });
 }
 

@@ -128,6 +128,38 @@ describe('control socket', () => {
     assert.equal(await request<boolean>(path, { op: 'has', db: '/data/a.db' }, 5000), true);
   });
 
+  it('closes a connection that never sends its request', async () => {
+    const path = join(root, 'idle.sock');
+    const { handlers } = fakeHandlers([]);
+    servers.push(await startControlServer(path, handlers, quietLog(), { requestIdleMs: 200 }));
+    const closed = await new Promise<string>((resolve, reject) => {
+      const sock = createConnection(path);
+      let buf = '';
+      sock.on('data', (c) => (buf += String(c)));
+      sock.on('error', reject);
+      sock.on('close', () => resolve(buf));
+    });
+    assert.equal(closed, '', 'closed without an answer');
+  });
+
+  it('answers a request still running when the agent closes the socket with ABORTED', async () => {
+    const path = join(root, 'slow.sock');
+    const { handlers } = fakeHandlers(['/data/a.db']);
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    handlers.sync = () => {
+      started();
+      return new Promise(() => undefined);
+    };
+    const server = await startControlServer(path, handlers, quietLog());
+    const pending = request(path, { op: 'sync', timeoutMs: 600_000 }, 600_000);
+    const refused = rejectsWith(pending, 'ABORTED', /shutting down/);
+    await running;
+    await server.close();
+    await refused;
+    assert.equal(existsSync(path), false);
+  });
+
   it('replaces a socket left by a killed agent', async () => {
     const path = join(root, 'stale.sock');
     await staleSocket(path);
@@ -203,7 +235,7 @@ describe('findAgent', () => {
     assert.equal(await findAgent({ db: '/srv/two.db' }), b);
     assert.equal(await findAgent({ db: '/srv/one.db' }), a);
     assert.equal(existsSync(stale), false, 'the stale socket of a dead pid is removed');
-    await rejectsWith(findAgent({ db: '/srv/none.db' }), 'AGENT_NOT_RUNNING', /none\.db/);
+    await rejectsWith(findAgent({ db: '/srv/none.db' }), 'AGENT_NOT_RUNNING', /none of the 2 running agents replicates \/srv\/none\.db/);
     const several = await rejectsWith(findAgent({}), 'USAGE', /several agents/);
     assert.match(several.message, /1000001\.sock/);
     assert.match(several.message, /1000002\.sock/);

@@ -204,7 +204,9 @@ function serveConnection(sock: Socket, handlers: ControlHandlers, log: Logger, o
     void handle(line, handlers).then(
       (res) => answer(sock, res),
       (err: unknown) => {
-        log.error('control request failed', { error: err });
+        // A PitrError is an answer (a database this agent does not replicate); anything else is a bug.
+        if (err instanceof PitrError) log.info('control request refused', { error: err });
+        else log.error('control request failed', { error: err });
         answer(sock, errorResponse(err));
       },
     );

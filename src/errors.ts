@@ -38,7 +38,12 @@ export type ErrorCode =
   | 'PRECONDITION_FAILED'
   | 'REPLICA_LEASED'
   | 'REPLICA_LEASE_LOST'
-  | 'REPLICA_OWNED_BY_OTHER_DB';
+  | 'REPLICA_OWNED_BY_OTHER_DB'
+  | 'AGENT_NOT_RUNNING'
+  | 'CONTROL_SOCKET_IN_USE'
+  | 'CONTROL_SOCKET_UNSAFE'
+  | 'CONTROL_FAILED'
+  | 'EXEC_FAILED';
 
 export class PitrError extends Error {
   readonly code: ErrorCode;

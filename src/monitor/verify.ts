@@ -8,7 +8,7 @@ import { PitrError, isPitrError, type ErrorCode } from '../errors.js';
 import { buildCatalog, latestState, maxTxid, type Catalog } from '../catalog/catalog.js';
 import { describeHole, describeLost, describeMissingBase, describeOrphan } from '../catalog/describe.js';
 import { readDbFileInfo } from '../db/db-file.js';
-import { loadPosition, type Position } from '../replicate/position.js';
+import { loadPosition, type Position } from '../replicate/capture/position.js';
 import { planRestore, type RestoreTarget } from '../restore/plan.js';
 import { loadReplica, restore, type ReplicaView } from '../restore/restore.js';
 import { decodeSegment } from '../segment/segment-codec.js';

@@ -1,18 +1,18 @@
 import { open, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PitrError, errnoCode, isPitrError } from '../errors.js';
-import type { SourceDb, CheckpointResult } from '../db/source-db.js';
-import { readDbFileInfo } from '../db/db-file.js';
-import { filesChanged } from '../db/file-guard.js';
-import { scanWal, verifyWalPrefix, type WalCommit, type WalScanResult } from '../wal/wal-scan.js';
-import { readWalPages } from '../wal/wal-frames.js';
-import { WAL_FRAME_HEADER_SIZE, frameOffset, frameSize } from '../wal/wal-format.js';
-import { cursorAtHeader, sameWalIncarnation, type WalCursor } from '../wal/wal-cursor.js';
-import { SegmentBodyBuilder } from '../segment/segment-builder.js';
-import { newGenerationId } from '../segment/object-names.js';
-import type { Spool } from './spool.js';
+import { PitrError, errnoCode, isPitrError } from '../../errors.js';
+import type { SourceDb, CheckpointResult } from '../../db/source-db.js';
+import { readDbFileInfo } from '../../db/db-file.js';
+import { filesChanged } from '../../db/file-guard.js';
+import { scanWal, verifyWalPrefix, type WalCommit, type WalScanResult } from '../../wal/wal-scan.js';
+import { readWalPages } from '../../wal/wal-frames.js';
+import { WAL_FRAME_HEADER_SIZE, frameOffset, frameSize } from '../../wal/wal-format.js';
+import { cursorAtHeader, sameWalIncarnation, type WalCursor } from '../../wal/wal-cursor.js';
+import { SegmentBodyBuilder } from '../../segment/segment-builder.js';
+import { newGenerationId } from '../../segment/object-names.js';
+import type { Spool } from '../spool.js';
 import { savePosition, type Position } from './position.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../log.js';
 
 /** The capture chain: what has been spooled, and where that leaves us in the WAL. */
 export interface ChainState {

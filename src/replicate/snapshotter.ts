@@ -4,7 +4,7 @@ import { acquireDbFile, type DbFileRef } from '../db/db-file-handle.js';
 import type { ReadPin } from '../db/source-db.js';
 import { readWalPageSync } from '../wal/wal-frames.js';
 import { readFullSync } from '../wal/wal-io.js';
-import { snapshotChunks } from '../segment/snapshot-codec.js';
+import { snapshotChunks } from '../segment/index.js';
 import type { SnapshotEntry } from '../catalog/catalog.js';
 import type { WalCursor } from '../wal/wal-cursor.js';
 import type { SnapshotView } from './capture/capture.js';

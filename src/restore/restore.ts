@@ -8,12 +8,12 @@ import { buildCatalog, type Catalog, type DamagedObject } from '../catalog/catal
 import { GENERATIONS_PREFIX } from '../segment/object-names.js';
 import { readReplicaMarker, type Heartbeat } from '../monitor/heartbeat.js';
 import { planRestore, type RestorePlan, type RestoreTarget } from './plan.js';
-import { decodeSegment, iterateTransactions, type DecodedSegment } from '../segment/segment-codec.js';
+import { decodeSegment, iterateTransactions, type DecodedSegment } from '../segment/index.js';
 import { PageWriter } from './page-writer.js';
 import { BufferPool } from '../util/buffer-pool.js';
 import { WriteBehind } from '../util/write-behind.js';
-import { readSnapshot } from '../segment/snapshot-codec.js';
-import type { SnapshotHeader } from '../segment/snapshot-codec.js';
+import { readSnapshot } from '../segment/index.js';
+import type { SnapshotHeader } from '../segment/index.js';
 import type { SegmentEntry } from '../catalog/catalog.js';
 import { fsyncDir } from '../util/fs-atomic.js';
 import { checkWritableDir, fsProblem, type DirRole } from '../util/writable-dir.js';

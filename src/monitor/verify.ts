@@ -10,7 +10,8 @@ import { describeHole, describeLost, describeMissingBase, describeOrphan } from 
 import { readDbFileInfo } from '../db/db-file.js';
 import { loadPosition, type Position } from '../replicate/capture/position.js';
 import { planRestore, type RestoreTarget } from '../restore/plan.js';
-import { loadReplica, restore, type ReplicaView } from '../restore/restore.js';
+import { loadReplica, type ReplicaView } from '../restore/replica-view.js';
+import { restore } from '../restore/restore.js';
 import { decodeSegment } from '../segment/index.js';
 import { readSnapshot } from '../segment/index.js';
 import { GENERATIONS_PREFIX } from '../segment/object-names.js';

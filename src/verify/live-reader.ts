@@ -1,4 +1,5 @@
 import { readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { PitrError, errnoCode } from '../errors.js';
 
@@ -8,6 +9,35 @@ export function openReadOnly(path: string): Database.Database {
     return new Database(path, { readonly: true, fileMustExist: true });
   } catch (err) {
     throw new PitrError('DB_OPEN_FAILED', `cannot open database ${path}: ${(err as Error).message}`, 'check the path and permissions', { cause: err });
+  }
+}
+
+/**
+ * Fail early, naming the path, when `dbPath` is no readable SQLite database: DB_NOT_FOUND,
+ * DB_IS_DIRECTORY, DB_OPEN_FAILED. Only SQLite opens the file, never a descriptor of ours: POSIX
+ * drops all of a process's locks on a file when any descriptor of it closes, and in a verify worker
+ * that process is the agent's, whose shared handle registry (src/db/db-file-handle.ts) a worker
+ * thread does not share. SQLite keeps its own descriptors safe across threads.
+ */
+export async function checkLiveDatabase(dbPath: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(dbPath);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') throw new PitrError('DB_NOT_FOUND', `database ${dbPath} does not exist`, 'check the path, or start the app first', { cause: err });
+    throw new PitrError('DB_OPEN_FAILED', `cannot stat database ${dbPath}: ${(err as Error).message}`, 'check permissions', { cause: err });
+  }
+  if (st.isDirectory()) throw new PitrError('DB_IS_DIRECTORY', `database path ${dbPath} is a directory`, 'pass the path of the SQLite database file, e.g. /data/app.db');
+  if (st.size === 0) throw new PitrError('DB_OPEN_FAILED', `database ${dbPath} is empty (no page written yet)`, 'wait until the app has created its schema');
+  const db = openReadOnly(dbPath);
+  try {
+    db.pragma('query_only = 1');
+    db.pragma('busy_timeout = 5000');
+    db.prepare('SELECT count(*) FROM sqlite_schema').pluck().get();
+  } catch (err) {
+    throw new PitrError('DB_OPEN_FAILED', `cannot read database ${dbPath}: ${(err as Error).message}`, 'pass the path of the SQLite database file', { cause: err });
+  } finally {
+    db.close();
   }
 }
 

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PitrError } from '../errors.js';
 import { buildCatalog, latestState } from '../catalog/catalog.js';
-import { readDbFileInfo } from '../db/db-file.js';
 import type { RestoreTarget } from '../restore/plan.js';
 import { loadReplica } from '../restore/restore.js';
 import type { StorageClient } from '../storage/storage-client.js';
 import { POSITION_FILE, readAgentPosition } from './agent-position.js';
 import { completenessProblems } from './completeness.js';
 import { compareWithLive } from './live-compare.js';
+import { checkLiveDatabase } from './live-reader.js';
 import { checkObjects } from './object-checks.js';
 import { describeTarget, tryRestore, type Restored } from './test-restore.js';
 import type { VerifyResult } from './verify-report.js';
@@ -49,7 +49,7 @@ export async function verifyReplica(opts: VerifyOptions): Promise<VerifyResult> 
   const stateDir = dbPath === undefined ? undefined : resolve(opts.stateDir ?? `${dbPath}-pitr`);
   // Cheap argument checks first, so a typo fails before minutes of downloading.
   if (dbPath !== undefined && stateDir !== undefined) {
-    await readDbFileInfo(dbPath);
+    await checkLiveDatabase(dbPath);
     if ((await readAgentPosition(stateDir)) === null) {
       throw new PitrError(
         'USAGE',

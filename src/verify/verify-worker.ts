@@ -56,6 +56,8 @@ function runWorker(workerData: WorkerRequest, signal: AbortSignal | undefined): 
       void worker.terminate();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    // An abort while the temp dir was being made fires no event for a listener added after it.
+    if (signal?.aborted) onAbort();
     worker.once('message', (m: WorkerReply) => {
       reply = m;
       // The reply is the worker's last act; ending it here leaves no thread behind a stray handle.

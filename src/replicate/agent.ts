@@ -18,7 +18,7 @@ import type { Server } from 'node:http';
 import { AgentMetrics } from '../monitor/metrics.js';
 import { healthReport, type HealthReport } from '../monitor/health.js';
 import { startMonitorServer } from '../monitor/http-server.js';
-import { verifyReplica } from '../monitor/verify.js';
+import { verifyReplica } from '../verify/verify-replica.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
 import { remoteFsOf } from '../util/remote-fs.js';
 import type { ReplicaLease } from './lease.js';

@@ -9,7 +9,7 @@ import { gzipSync } from 'node:zlib';
 import type { BenchRow } from './bench-row.js';
 import { openStorage } from '../src/storage/open-storage.js';
 import { parseObjectKey, segmentsPrefix } from '../src/segment/object-names.js';
-import { readSegmentHeader } from '../src/segment/segment-codec.js';
+import { readSegmentHeader } from '../src/segment/index.js';
 import { formatBytes } from '../src/util/duration.js';
 import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO } from '../src/config/defaults.js';
 import { snapshotWalLimit } from '../src/replicate/snapshot-wal-limit.js';

@@ -6,6 +6,9 @@ import { restoreCommand } from './restore-command.js';
 import { listCommand } from './list-command.js';
 import { statusCommand } from './status-command.js';
 import { verifyCommand } from './verify-command.js';
+import { syncCommand } from './sync-command.js';
+import { snapshotCommand } from './snapshot-command.js';
+import { agentCommand } from './agent-command.js';
 import { configCommand } from './config-command.js';
 import { reportError } from './cli-util.js';
 
@@ -44,6 +47,9 @@ for (const cmd of [
   listCommand(),
   statusCommand(),
   verifyCommand(),
+  syncCommand(),
+  snapshotCommand(),
+  agentCommand(),
   configCommand(),
 ]) {
   program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`pitr: ${str.trim()} [USAGE]\n`) }).showHelpAfterError('  hint: run with --help for usage'));

@@ -13,11 +13,11 @@ export function describeConfig(config: AgentConfig): string {
     out.push('', `${head(db)}${db.line > 0 ? `  (line ${db.line})` : ''}`);
     if (db.kind === 'dir') out.push(`  pattern: ${db.pattern}`, `  recursive: ${db.recursive}`);
     out.push(`  state-dir: ${db.stateDir ?? '(default)'}`);
-    for (const s of scoped('db')) if (!s.hidden || value(db.settings, s) !== undefined) out.push(`  ${s.key}: ${formatSetting(s.kind, value(db.settings, s))}`);
+    for (const s of scoped('db')) if (!s.hidden || value(db.settings, s) !== undefined) out.push(`  ${s.key}: ${show(s, value(db.settings, s))}`);
     const replicas = db.replicas.length > 0 ? db.replicas : [{ url: `${db.kind === 'path' ? db.path : `${db.dir}/{name}`}-replica (default)`, settings: db.settings }];
     for (const r of replicas) {
       out.push(`  replica ${r.url}`);
-      for (const s of scoped('replica')) out.push(`    ${s.key}: ${formatSetting(s.kind, value(r.settings, s))}`);
+      for (const s of scoped('replica')) out.push(`    ${s.key}: ${show(s, value(r.settings, s))}`);
     }
   }
   return `${out.join('\n')}\n`;
@@ -37,8 +37,13 @@ function value(settings: object, s: Setting): unknown {
 
 function agentValue(config: AgentConfig, s: Setting): string {
   const v = value(config, s);
-  if (v !== undefined) return formatSetting(s.kind, v);
+  if (v !== undefined) return show(s, v);
   if (s.key === 'log-format') return '(pretty on a terminal, json otherwise)';
   if (s.key === 'socket') return '(default)';
   return '-';
+}
+
+/** A default as --help shows it (24h, not 1d); any other value in the exact form the key accepts. */
+function show(s: Setting, v: unknown): string {
+  return v === s.default && s.defaultText !== undefined ? s.defaultText : formatSetting(s.kind, v);
 }

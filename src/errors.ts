@@ -4,6 +4,8 @@
  */
 export type ErrorCode =
   | 'USAGE'
+  | 'CONFIG_INVALID'
+  | 'CONFIG_NOT_FOUND'
   | 'BAD_DURATION'
   | 'BAD_SIZE'
   | 'BAD_TIME'

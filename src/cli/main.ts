@@ -9,6 +9,7 @@ import { verifyCommand } from './verify-command.js';
 import { syncCommand } from './sync-command.js';
 import { snapshotCommand } from './snapshot-command.js';
 import { agentCommand } from './agent-command.js';
+import { configCommand } from './config-command.js';
 import { reportError } from './cli-util.js';
 
 // The AWS SDK prints a nine-line banner on stderr (its releases after January 2027 need Node 22):
@@ -49,6 +50,7 @@ for (const cmd of [
   syncCommand(),
   snapshotCommand(),
   agentCommand(),
+  configCommand(),
 ]) {
   program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`pitr: ${str.trim()} [USAGE]\n`) }).showHelpAfterError('  hint: run with --help for usage'));
 }

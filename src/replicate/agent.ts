@@ -23,7 +23,8 @@ import { formatBytes, formatDuration } from '../util/duration.js';
 import { remoteFsOf } from '../util/remote-fs.js';
 import type { ReplicaLease } from './lease.js';
 import { dirname } from 'node:path';
-import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL_RESET_BYTES, snapshotWalLimit } from './defaults.js';
+import { DEFAULT_SNAPSHOT_WAL_MIN_BYTES, DEFAULT_SNAPSHOT_WAL_RATIO, DEFAULT_WAL_RESET_BYTES } from '../config/defaults.js';
+import { snapshotWalLimit } from './snapshot-wal-limit.js';
 
 /**
  * Least time between the starts of two capture passes. Adds at most this much to the lag under

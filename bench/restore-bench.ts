@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { BenchRow } from './bench-row.js';
 import { openStorage } from '../src/storage/open-storage.js';
-import { decodeSegment, iterateTransactions } from '../src/segment/segment-codec.js';
+import { decodeSegment, iterateTransactions } from '../src/segment/index.js';
 import { parseObjectKey } from '../src/segment/object-names.js';
 import { startS3Server, type S3TestServer } from '../test/storage/s3-server.js';
 import { readK, seedDatabase } from './app-db.js';

@@ -4,6 +4,8 @@
  */
 export type ErrorCode =
   | 'USAGE'
+  | 'CONFIG_INVALID'
+  | 'CONFIG_NOT_FOUND'
   | 'BAD_DURATION'
   | 'BAD_SIZE'
   | 'BAD_TIME'
@@ -35,10 +37,16 @@ export type ErrorCode =
   | 'SPOOL_CORRUPT'
   | 'ABORTED'
   | 'VERIFY_MISMATCH'
+  | 'VERIFY_FAILED'
   | 'PRECONDITION_FAILED'
   | 'REPLICA_LEASED'
   | 'REPLICA_LEASE_LOST'
-  | 'REPLICA_OWNED_BY_OTHER_DB';
+  | 'REPLICA_OWNED_BY_OTHER_DB'
+  | 'AGENT_NOT_RUNNING'
+  | 'CONTROL_SOCKET_IN_USE'
+  | 'CONTROL_SOCKET_UNSAFE'
+  | 'CONTROL_FAILED'
+  | 'EXEC_FAILED';
 
 export class PitrError extends Error {
   readonly code: ErrorCode;

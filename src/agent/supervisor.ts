@@ -13,7 +13,7 @@ import { formatDuration } from '../util/duration.js';
 import { DirDiscovery, fillTemplate, nameOf } from './dir-discovery.js';
 import { restoreDirEntry, restorePathEntry } from './restore-missing.js';
 import { startControlServer } from './control-socket.js';
-import { startExecChild, exitCodeOf } from './exec-child.js';
+import { checkExecCommand, startExecChild, exitCodeOf } from './exec-child.js';
 import type { AgentStatus, ControlHandlers, SnapshotResult, SyncResult } from './control-protocol.js';
 import { verifyInWorker } from '../verify/verify-worker.js';
 
@@ -85,6 +85,8 @@ export class Supervisor {
    */
   async run(): Promise<number> {
     const cfg = this.opts.config;
+    // A command that cannot start is refused before anything else runs.
+    if (cfg.exec !== undefined) checkExecCommand(cfg.exec);
     if (cfg.restoreIfMissing) {
       for (const spec of cfg.dbs) {
         if (spec.kind === 'path') await restorePathEntry(spec, this.log);
@@ -130,14 +132,21 @@ export class Supervisor {
    * SIGINT/SIGTERM: with an exec child, forward it and stop once the child has exited (the app
    * finishes its last writes first, and they are shipped); without one, stop now.
    */
-  signal(sig: NodeJS.Signals): void {
+  signal(sig: NodeJS.Signals): 'forwarded' | 'stopping' {
     if (this.child && !this.childExited) {
-      this.log.info('forwarding the signal to the exec child; stopping once it has exited', { signal: sig, pid: this.child.pid });
-      this.child.kill(sig);
-      return;
+      // The child shares the agent's process group: a terminal's Ctrl-C has reached it already,
+      // and many apps take a second SIGINT as "quit now".
+      const fromTerminal = sig === 'SIGINT' && !this.sawInt && process.stdin.isTTY === true;
+      if (sig === 'SIGINT') this.sawInt = true;
+      this.log.info('forwarding the signal to the exec child; stopping once it has exited', { signal: sig, pid: this.child.pid, ...(fromTerminal && { note: 'from the terminal: the child has it already' }) });
+      if (!fromTerminal) this.child.kill(sig);
+      return 'forwarded';
     }
     this.stop();
+    return 'stopping';
   }
+
+  private sawInt = false;
 
   stop(): void {
     this.stopController.abort();
@@ -147,12 +156,18 @@ export class Supervisor {
 
   private startChild(cmd: string | string[]): void {
     this.child = startExecChild(cmd, this.log);
-    this.log.info('started the exec child', { pid: this.child.pid, command: cmd });
-    void this.child.exited.then((r) => {
-      this.childExited = true;
-      this.log.info('the exec child exited: shipping everything, then exiting with its code', { code: r.code, signal: r.signal });
-      this.stop();
-    });
+    this.child.exited.then(
+      (r) => {
+        this.childExited = true;
+        this.log.info('the exec child exited: shipping everything, then exiting with its code', { code: r.code, signal: r.signal });
+        this.stop();
+      },
+      (err: unknown) => {
+        this.childExited = true;
+        this.log.error('the exec child could not run: shipping everything, then exiting', { err });
+        this.stop();
+      },
+    );
   }
 
   private watchDir(spec: DirDbSpec): void {

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { openReplicaToRead } from './replica-arg.js';
-import { loadReplica } from '../restore/restore.js';
+import { loadReplica } from '../restore/replica-view.js';
 import { latestState } from '../catalog/catalog.js';
 import { describeDamaged, describeHole, describeLost, describeMissingBase, txids } from '../catalog/describe.js';
 import { PitrError } from '../errors.js';

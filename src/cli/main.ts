@@ -6,6 +6,10 @@ import { restoreCommand } from './restore-command.js';
 import { listCommand } from './list-command.js';
 import { statusCommand } from './status-command.js';
 import { verifyCommand } from './verify-command.js';
+import { syncCommand } from './sync-command.js';
+import { snapshotCommand } from './snapshot-command.js';
+import { agentCommand } from './agent-command.js';
+import { configCommand } from './config-command.js';
 import { reportError } from './cli-util.js';
 
 // The AWS SDK prints a nine-line banner on stderr (its releases after January 2027 need Node 22):
@@ -43,6 +47,10 @@ for (const cmd of [
   listCommand(),
   statusCommand(),
   verifyCommand(),
+  syncCommand(),
+  snapshotCommand(),
+  agentCommand(),
+  configCommand(),
 ]) {
   program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`pitr: ${str.trim()} [USAGE]\n`) }).showHelpAfterError('  hint: run with --help for usage'));
 }

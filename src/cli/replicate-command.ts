@@ -1,12 +1,9 @@
 import { Command } from 'commander';
-import { resolve } from 'node:path';
 import { getPriority, setPriority } from 'node:os';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createLogger, type Logger } from '../log.js';
-import { PitrError } from '../errors.js';
-import type { AgentConfig } from '../config/config-types.js';
-import { configFromFlags, configPathFrom, loadConfig } from '../config/load-config.js';
-import { replicateOptions } from './replicate-options.js';
+import { agentConfigFrom } from '../config/config-from-flags.js';
+import { givenFlags, replicateOptions } from './replicate-options.js';
 import { reportError } from './cli-util.js';
 
 /**
@@ -60,25 +57,26 @@ export function replicateCommand(): Command {
         '  pitr replicate --config /etc/pitr.yml                # many databases, see `pitr config check`\n' +
         "  pitr replicate /data/app.db s3://bucket/app --restore-if-missing --exec 'node server.js'\n",
     )
-    .action(async (db: string | undefined, replicaArgs: string[], flags: Record<string, unknown>) => {
+    .action(async (db: string | undefined, replicas: string[], flags: Record<string, unknown>, command: Command) => {
       let log = createLogger({ level: 'info' });
       try {
-        const config = agentConfig(db, replicaArgs, flags);
+        const config = agentConfigFrom({ db, replicas, flags, env: process.env, given: givenFlags(command) });
         log = createLogger({ level: config.logLevel, ...(config.logFormat ? { format: config.logFormat } : {}) });
         if (config.nice > 0) yieldCpu(config.nice, log);
         // Loaded here, not at the top: the agent pulls in the watcher, metrics and SQLite, which
         // every other command (restore above all) would otherwise pay for at startup.
         const { Supervisor } = await import('../agent/supervisor.js');
         const supervisor = new Supervisor({ config, version: pitrVersion(), log });
-        let signals = 0;
+        let stops = 0;
         const onSignal = (sig: NodeJS.Signals): void => {
-          signals++;
-          if (signals > 1 && !config.exec) {
+          // With an exec child, signals go to it; the agent stops once it has exited.
+          if (stops === 0 && supervisor.signal(sig) === 'forwarded') return;
+          stops++;
+          if (stops > 1) {
             log.error('second signal: exiting without finishing uploads (they stay in the spool)', { signal: sig });
             process.exit(130);
           }
-          if (signals === 1) log.info('stopping: capturing and uploading what is committed', { signal: sig });
-          supervisor.signal(sig);
+          log.info('stopping: capturing and uploading what is committed', { signal: sig });
         };
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
@@ -87,21 +85,6 @@ export function replicateCommand(): Command {
         process.exitCode = reportError(err);
       }
     });
-}
-
-/** The one-database shorthand, or the config file (--config, else PITR_CONFIG when no DB is given). */
-function agentConfig(db: string | undefined, replicas: string[], flags: Record<string, unknown>): AgentConfig {
-  const file = configPathFrom(flags, process.env, db);
-  if (file !== undefined) {
-    if (db !== undefined) {
-      throw new PitrError('USAGE', 'give either a database (pitr replicate DB [REPLICA...]) or --config, not both', 'put the database in the config file, or drop --config');
-    }
-    return loadConfig(resolve(file), { expandEnv: flags['expandEnv'] !== false, env: process.env });
-  }
-  if (db === undefined) {
-    throw new PitrError('USAGE', 'missing the database to replicate', 'pitr replicate DB [REPLICA...], or pitr replicate --config pitr.yml (see --help)');
-  }
-  return configFromFlags(db, replicas, flags);
 }
 
 function pitrVersion(): string {

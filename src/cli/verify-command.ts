@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { openReplicaToRead } from './replica-arg.js';
-import { verifyReplica, type VerifyResult } from '../monitor/verify.js';
+import { verifyReplica, type VerifyResult } from '../verify/verify-replica.js';
 import { formatBytes, formatDuration } from '../util/duration.js';
 import { iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
 import { ProgressLine } from './progress-line.js';

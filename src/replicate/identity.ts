@@ -7,7 +7,8 @@ import Database from 'better-sqlite3';
 
 import { errnoCode, isPitrError, PitrError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { loadCatalog, restore } from '../restore/restore.js';
+import { loadCatalog } from '../restore/replica-view.js';
+import { restore } from '../restore/restore.js';
 import { hasConditional, type StorageClient } from '../storage/storage-client.js';
 import { tempPathFor, writeLocalFileDurably } from '../util/fs-atomic.js';
 

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 
 import { isPitrError, PitrError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { DEFAULT_LEASE_PERIOD_MS } from '../config/defaults.js';
 import { hasConditional } from '../storage/storage-client.js';
 import type {
   ByteRange,
@@ -17,7 +18,6 @@ import type {
 
 /** The lease object, at the replica root (not a pitr data object: listings of generations/ skip it). */
 export const LEASE_KEY = 'lease.json';
-export const DEFAULT_LEASE_PERIOD_MS = 30_000;
 /** Assumed bound on the clock difference between two agents' hosts. */
 const CLOCK_MARGIN_MS = 1_000;
 

@@ -1,7 +1,7 @@
 import type { StorageClient } from '../storage/storage-client.js';
 import { buildCatalog, maxTxid, type Catalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey } from '../segment/object-names.js';
-import { decodeSegment, encodeSegment, joinSegments, readStoredSegment, type StoredSegment } from '../segment/segment-codec.js';
+import { decodeSegment, encodeSegment, joinSegments, readStoredSegment, type StoredSegment } from '../segment/index.js';
 import type { Spool } from './spool.js';
 import type { Logger } from '../log.js';
 import { formatDuration } from '../util/duration.js';

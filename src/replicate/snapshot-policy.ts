@@ -1,5 +1,5 @@
 import { formatBytes } from '../util/duration.js';
-import { snapshotWalLimit } from './defaults.js';
+import { snapshotWalLimit } from './snapshot-wal-limit.js';
 
 /**
  * Least time between a failed snapshot and the next one --snapshot-wal-ratio asks for: it asks

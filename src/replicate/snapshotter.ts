@@ -4,10 +4,10 @@ import { acquireDbFile, type DbFileRef } from '../db/db-file-handle.js';
 import type { ReadPin } from '../db/source-db.js';
 import { readWalPageSync } from '../wal/wal-frames.js';
 import { readFullSync } from '../wal/wal-io.js';
-import { snapshotChunks } from '../segment/snapshot-codec.js';
+import { snapshotChunks } from '../segment/index.js';
 import type { SnapshotEntry } from '../catalog/catalog.js';
 import type { WalCursor } from '../wal/wal-cursor.js';
-import type { SnapshotView } from './capture.js';
+import type { SnapshotView } from './capture/capture.js';
 import type { Spool } from './spool.js';
 
 const CHUNK_PAGES_BYTES = 1 << 20;

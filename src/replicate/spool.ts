@@ -1,9 +1,9 @@
 import type { FileStorage } from '../storage/file/file-storage.js';
 import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey, snapshotKey } from '../segment/object-names.js';
-import { encodeSegment, encodeSegmentChunks, readSegmentHeader, readStoredSegment, verifiedStoredChunks, type StoredSegment } from '../segment/segment-codec.js';
+import { encodeSegment, encodeSegmentChunks, readSegmentHeader, readStoredSegment, verifiedStoredChunks, type StoredSegment } from '../segment/index.js';
 import type { SegmentHeader } from '../segment/segment-types.js';
-import type { SegmentHeaderInput } from '../segment/segment-codec.js';
+import type { SegmentHeaderInput } from '../segment/index.js';
 
 /** Segment bodies larger than this (only a single huge transaction makes one) are spooled streaming. */
 const STREAM_BODIES_OVER = 64 << 20;

@@ -191,7 +191,7 @@ function chooseSnapshot(loc: Located, stopTxid: number, stopTime: number | undef
 /**
  * Segments from fromTxid+1 up to the stop point. Where objects overlap (an upload retried with a
  * longer range), take the one that reaches furthest: fewer downloads. Should it turn out damaged
- * when read, restore replans without it (see restore.ts).
+ * when read, restore replans without it (see replan.ts).
  */
 function chainSegments(gen: GenerationEntry, fromTxid: number, stopTxid: number, stopTime: number | undefined): SegmentEntry[] {
   const out: SegmentEntry[] = [];

@@ -1,24 +1,14 @@
 /** The segment and snapshot formats and object names: the public surface of src/segment/. */
 export type { Compression, SegmentHeader, TxRecord } from './segment-types.js';
 export { SegmentBodyBuilder } from './segment-builder.js';
-export {
-  decodeSegment,
-  encodeSegment,
-  iterateTransactions,
-  readSegmentHeader,
-  type DecodedSegment,
-  type EncodeSegmentOptions,
-  type SegmentHeaderInput,
-} from './segment-codec.js';
-export {
-  readSnapshot,
-  readSnapshotHeader,
-  writeSnapshot,
-  type ReadSnapshotOptions,
-  type SnapshotHeader,
-  type SnapshotHeaderInput,
-  type WriteSnapshotOptions,
-} from './snapshot-codec.js';
+export { readSegmentHeader, type SegmentHeaderInput } from './segment-header.js';
+export { iterateTransactions } from './segment-records.js';
+export { encodeSegment, encodeSegmentChunks, type EncodeSegmentOptions } from './segment-encode.js';
+export { decodeSegment, readStoredSegment, verifiedStoredChunks, type DecodeOptions, type DecodedSegment, type StoredSegment } from './segment-decode.js';
+export { canJoin, joinSegments } from './segment-join.js';
+export { readSnapshotHeader, type SnapshotHeader, type SnapshotHeaderInput } from './snapshot-format.js';
+export { snapshotChunks, writeSnapshot, type WriteSnapshotOptions } from './snapshot-write.js';
+export { readSnapshot, type OnPages, type ReadSnapshotOptions } from './snapshot-read.js';
 export {
   GENERATIONS_PREFIX,
   SEGMENT_SUFFIX,

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { SourceDb } from '../../src/db/source-db.js';
 import { silentLogger } from '../../src/log.js';
-import { Capture } from '../../src/replicate/capture.js';
+import { Capture } from '../../src/replicate/capture/capture.js';
 import { Spool } from '../../src/replicate/spool.js';
 import { FileStorage } from '../../src/storage/file/file-storage.js';
 

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { QUIET_MS } from '../../src/replicate/capture.js';
+import { QUIET_MS } from '../../src/replicate/capture/capture.js';
 import { captureLabPerBlock } from './capture-lab.js';
 
 const TRUNCATE_BYTES = 256 * 1024;

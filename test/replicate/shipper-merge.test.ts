@@ -8,7 +8,7 @@ import { FileStorage } from '../../src/storage/file/file-storage.js';
 import { Spool } from '../../src/replicate/spool.js';
 import { Shipper } from '../../src/replicate/shipper.js';
 import { silentLogger } from '../../src/log.js';
-import { decodeSegment, encodeSegment, iterateTransactions, joinSegments, readStoredSegment } from '../../src/segment/segment-codec.js';
+import { decodeSegment, encodeSegment, iterateTransactions, joinSegments, readStoredSegment } from '../../src/segment/index.js';
 import { segmentKey, snapshotKey } from '../../src/segment/object-names.js';
 import { GEN, T0, buildBody, sampleTxs, type TxSpec } from '../segment/fixtures.js';
 

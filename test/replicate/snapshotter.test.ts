@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { readSnapshot } from '../../src/segment/snapshot-codec.js';
+import { readSnapshot } from '../../src/segment/index.js';
 import { writeSnapshotToSpool } from '../../src/replicate/snapshotter.js';
 import { captureLabPerBlock } from './capture-lab.js';
 

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
-import { readSnapshot } from '../../src/segment/snapshot-codec.js';
-import { decodeSegment } from '../../src/segment/segment-codec.js';
+import { readSnapshot } from '../../src/segment/index.js';
+import { decodeSegment } from '../../src/segment/index.js';
 import { GEN, T0, buildBody, bytesEqual, sampleTxs } from './fixtures.js';
 
 /*

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SegmentBodyBuilder } from '../../src/segment/segment-builder.js';
-import { iterateTransactions } from '../../src/segment/segment-codec.js';
+import { iterateTransactions } from '../../src/segment/index.js';
 import { T0, bytesEqual, makePage } from './fixtures.js';
 
 describe('SegmentBodyBuilder', () => {

@@ -16,7 +16,7 @@ import {
   readStoredSegment,
   verifiedStoredChunks,
   type SegmentHeaderInput,
-} from '../../src/segment/segment-codec.js';
+} from '../../src/segment/index.js';
 import type { Compression, TxRecord } from '../../src/segment/segment-types.js';
 import { segmentKey, snapshotKey } from '../../src/segment/object-names.js';
 import {

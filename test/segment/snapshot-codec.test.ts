@@ -16,7 +16,7 @@ import {
   type OnPages,
   type SnapshotHeader,
   type SnapshotHeaderInput,
-} from '../../src/segment/snapshot-codec.js';
+} from '../../src/segment/index.js';
 import type { Compression } from '../../src/segment/segment-types.js';
 import { segmentKey, snapshotKey } from '../../src/segment/object-names.js';
 import { GEN, T0, assertCorrupt, bytesEqual, frame, makePage, rejectsCorrupt, reseal } from './fixtures.js';

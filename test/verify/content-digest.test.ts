@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { contentDigest, describeDifference } from '../../src/monitor/verify.js';
+import { contentDigest, describeDifference } from '../../src/verify/content-digest.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pitr-digest-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode, PitrError } from '../errors.js';
-import { writeFileAtomic } from '../util/fs-atomic.js';
-import type { WalCursor } from '../wal/wal-cursor.js';
+import { errnoCode, PitrError } from '../../errors.js';
+import { writeFileAtomic } from '../../util/fs-atomic.js';
+import type { WalCursor } from '../../wal/wal-cursor.js';
 
 /**
  * Where capture stood after the last durable spool write. Saved after the spool entry it

@@ -7,6 +7,22 @@ import {
 } from '@aws-sdk/client-s3';
 import type { PutObjectCommandInput } from '@aws-sdk/client-s3';
 
+/** Byte bodies up to this size go up in one PutObject; larger ones, and streams longer than a part, as multipart. */
+export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
+/** Parts in flight at once; one more is read meanwhile: three part buffers for a stream. */
+export const PART_QUEUE = 2;
+// S3's smallest part (but the last) and most parts per upload.
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+// A stream of unknown length gets 8 MiB parts: objects up to 78 GiB.
+const UNKNOWN_SIZE_PART_SIZE = 8 * 1024 * 1024;
+
+/** The smallest part size (least memory) that fits `size` bytes into S3's 10,000 parts. */
+export function partSizeFor(size: number | undefined): number {
+  if (size === undefined) return UNKNOWN_SIZE_PART_SIZE;
+  return Math.max(MIN_PART_SIZE, Math.ceil(size / MAX_PARTS / (1024 * 1024)) * 1024 * 1024);
+}
+
 /** Sends one command (with the caller's retries, timeouts and abort); `cleanup` must run even after an abort. */
 export type SendCommand = (command: object, opts?: { cleanup?: boolean }) => Promise<unknown>;
 

@@ -31,7 +31,10 @@ export interface S3Limits {
    * that keeps moving is never cut, however slow.
    */
   requestTimeoutMs: number;
-  /** Requests in flight at once on this client (default 8). */
+  /**
+   * Requests in flight at once on this client (default 8): with a client pool, across every
+   * storage that shares the client, so it bounds the requests (and sockets) to the store.
+   */
   maxConcurrency: number;
 }
 

@@ -68,22 +68,52 @@ describe('S3 client sharing (one SDK client per store)', () => {
     }
   });
 
-  it('different credentials, endpoints or limits get clients of their own', async () => {
+  it('different credentials, regions or timeouts get clients of their own', async () => {
     const pool = new S3ClientPool();
     const base = on('p', pool);
     const otherKeys = on('p', pool, { credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'other' } });
     const otherRegion = on('p', pool, { region: 'eu-west-1' });
-    const otherLimit = on('p', pool, { maxConcurrency: 3 });
-    const sameAgain = on('q', pool, { maxAttempts: 2 }); // retries are per storage, not per client
+    const otherTimeout = on('p', pool, { firstByteTimeoutMs: 1234 });
+    // Retries and concurrency are the storage's own, not the client's.
+    const sameAgain = on('q', pool, { maxAttempts: 2, maxConcurrency: 3 });
     try {
-      const clients = new Set([base.client, otherKeys.client, otherRegion.client, otherLimit.client]);
+      const clients = new Set([base.client, otherKeys.client, otherRegion.client, otherTimeout.client]);
       assert.equal(clients.size, 4);
       assert.equal(sameAgain.client, base.client);
       assert.equal(pool.size, 4);
     } finally {
-      for (const s of [base, otherKeys, otherRegion, otherLimit, sameAgain]) await s.close();
+      for (const s of [base, otherKeys, otherRegion, otherTimeout, sameAgain]) await s.close();
     }
     assert.equal(pool.size, 0);
+  });
+
+  it('a pool with storeConcurrency bounds the requests through a client across its storages', async () => {
+    const pool = new S3ClientPool({ storeConcurrency: 2 });
+    const a = on('bound/a', pool);
+    const b = on('bound/b', pool);
+    let inFlight = 0;
+    let peak = 0;
+    // On the shared client, so it sees both storages' requests; the initialize step runs inside an attempt.
+    a.client.middlewareStack.add(
+      (next) => async (args) => {
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        try {
+          return await next(args);
+        } finally {
+          inFlight--;
+        }
+      },
+      { step: 'initialize', name: 'pitrTestInFlight' },
+    );
+    try {
+      await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? a : b).put(`k${i}`, Buffer.from(String(i)))));
+      assert.ok(peak <= 2, `peak ${peak} requests in flight`);
+      assert.equal((await a.list('')).length + (await b.list('')).length, 12);
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 
   it('without a pool a storage has a client of its own', async () => {

@@ -9,23 +9,23 @@ import type { S3Settings, S3StorageOptions } from './s3-options.js';
 /*
  * One SDK client per store. An agent with many databases opens a replica per database, often
  * s3://bucket/tenants/a, s3://bucket/tenants/b... on one endpoint with one set of credentials: a
- * client each would mean a connection pool, keep-alive sockets and TLS sessions each, and no
- * bound on the requests in flight to the store as a whole. Storages that match share one client
- * and its permits (maxConcurrency bounds the store's requests, not each replica's); the client is
- * destroyed when the last of them closes.
+ * client each would mean a connection pool, keep-alive sockets and TLS sessions each. Storages
+ * that match share one client; the client is destroyed when the last of them closes. Each storage
+ * keeps its own maxConcurrency; a pool made with `storeConcurrency` also bounds the requests in
+ * flight through each client, across all its storages (the agent's limit per store).
  */
 
 /** A share of a client: release it once (close()); the client goes when every share has. */
 export interface S3ClientLease {
   readonly client: S3Client;
-  /** Requests in flight at once through this client, across every storage that shares it. */
-  readonly permits: Semaphore;
+  /** Requests in flight at once through this client, across every storage that shares it (storeConcurrency), if bounded. */
+  readonly storePermits: Semaphore | undefined;
   release(): void;
 }
 
 interface Entry {
   client: S3Client;
-  permits: Semaphore;
+  storePermits: Semaphore | undefined;
   users: number;
 }
 
@@ -34,12 +34,16 @@ type Credentials = S3StorageOptions['credentials'];
 export class S3ClientPool {
   private readonly entries = new Map<string, Entry>();
 
+  /** storeConcurrency: requests in flight at once through each client, whatever the storages' own limits. */
+  constructor(private readonly opts: { storeConcurrency?: number } = {}) {}
+
   /** A share of the client for `settings` and `credentials`, made on first use. */
   acquire(settings: Readonly<S3Settings>, credentials: Credentials): S3ClientLease {
     const key = poolKey(settings, credentials);
     let entry = this.entries.get(key);
     if (entry === undefined) {
-      entry = { ...newClient(settings, credentials), users: 0 };
+      const { storeConcurrency } = this.opts;
+      entry = { client: newClient(settings, credentials), storePermits: storeConcurrency === undefined ? undefined : new Semaphore(storeConcurrency), users: 0 };
       this.entries.set(key, entry);
     }
     entry.users++;
@@ -47,7 +51,7 @@ export class S3ClientPool {
     let released = false;
     return {
       client: held.client,
-      permits: held.permits,
+      storePermits: held.storePermits,
       release: () => {
         // Twice would take another storage's share: the client would die under it.
         if (released) return;
@@ -72,17 +76,17 @@ export function ownClient(settings: Readonly<S3Settings>, credentials: Credentia
 
 /**
  * What makes two clients interchangeable: everything the SDK client and its agents are built
- * with. Not the bucket or prefix (per request), nor retry counts and backoff (the storage's). The
+ * with. Not the bucket or prefix (per request), nor retries and concurrency (the storage's). The
  * secret is hashed so that the key, unlike the credentials, is harmless if it is ever printed.
  */
 function poolKey(s: Readonly<S3Settings>, credentials: Credentials): string {
   const who = credentials === undefined
     ? 'default-chain'
     : createHash('sha256').update(JSON.stringify([credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken ?? ''])).digest('hex');
-  return JSON.stringify([s.endpoint ?? '', s.region, s.forcePathStyle, s.checksumsWhenRequired, s.firstByteTimeoutMs, s.requestTimeoutMs, s.maxConcurrency, who]);
+  return JSON.stringify([s.endpoint ?? '', s.region, s.forcePathStyle, s.checksumsWhenRequired, s.firstByteTimeoutMs, s.requestTimeoutMs, who]);
 }
 
-function newClient(settings: Readonly<S3Settings>, credentials: Credentials): { client: S3Client; permits: Semaphore } {
+function newClient(settings: Readonly<S3Settings>, credentials: Credentials): S3Client {
   const { endpoint } = settings;
   const config: S3ClientConfig = {
     region: settings.region,
@@ -107,5 +111,5 @@ function newClient(settings: Readonly<S3Settings>, credentials: Credentials): { 
     config.responseChecksumValidation = 'WHEN_REQUIRED';
   }
   if (credentials !== undefined) config.credentials = { ...credentials };
-  return { client: new S3Client(config), permits: new Semaphore(settings.maxConcurrency) };
+  return new S3Client(config);
 }

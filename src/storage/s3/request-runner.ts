@@ -27,7 +27,8 @@ export interface RunOptions {
 export class RequestRunner {
   constructor(
     private readonly ctx: ErrorContext & { settings: Readonly<S3Settings> },
-    private readonly permits: Semaphore,
+    /** Taken in this order for each attempt: the storage's own, then the store's (shared), if any. */
+    private readonly permits: readonly Semaphore[],
   ) {}
 
   /** `attempt` gets the signal to pass to the SDK; it runs once per try. */
@@ -37,7 +38,7 @@ export class RequestRunner {
     const aborted = (): Error => abortError(this.ctx.url, signal!, op, key);
     for (let n = 1; ; n++) {
       if (signal?.aborted) throw aborted();
-      const release = await this.permits.acquire(signal, aborted);
+      const release = await this.acquire(signal, aborted);
       const ac = new AbortController();
       const onAbort = (): void => ac.abort(signal!.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -59,5 +60,20 @@ export class RequestRunner {
       // dead one and its idle peers are closed), so a store that is back answers it straight away.
       if (!timedOut) await sleepAbortable(backoffMs(n, { baseMs: baseDelayMs, maxMs: maxDelayMs, jitter: 'full' }), signal, aborted);
     }
+  }
+
+  /** Every permit, in order (one order for all requests: no two can wait on each other's). */
+  private async acquire(signal: AbortSignal | undefined, aborted: () => Error): Promise<() => void> {
+    const held: Array<() => void> = [];
+    const releaseAll = (): void => {
+      for (const r of held.reverse()) r();
+    };
+    try {
+      for (const p of this.permits) held.push(await p.acquire(signal, aborted));
+    } catch (err) {
+      releaseAll();
+      throw err;
+    }
+    return releaseAll;
   }
 }

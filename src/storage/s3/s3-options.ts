@@ -31,10 +31,7 @@ export interface S3Limits {
    * that keeps moving is never cut, however slow.
    */
   requestTimeoutMs: number;
-  /**
-   * Requests in flight at once on this client (default 8): with a client pool, across every
-   * storage that shares the client, so it bounds the requests (and sockets) to the store.
-   */
+  /** Requests in flight at once through this storage (default 8); see S3ClientPool for a bound per store. */
   maxConcurrency: number;
 }
 

@@ -15,6 +15,7 @@ import { isPitrError, PitrError } from '../../errors.js';
 import type { ByteRange, ConditionalStorage, ObjectInfo, PutBody, PutCondition, RequestOptions, StorageClient, VersionedObject } from '../storage-client.js';
 import { checkRange, keyProblem, sortByKey } from '../storage-keys.js';
 import { bodyChunks, releaseBody } from '../put-body.js';
+import { Semaphore } from '../../util/bounded.js';
 import { ownClient, type S3ClientLease } from './client-pool.js';
 import { PART_QUEUE, partSizeFor, SINGLE_PUT_MAX_BYTES, uploadObject, type SendCommand } from './multipart-upload.js';
 import { RequestRunner, type RunOptions } from './request-runner.js';
@@ -68,7 +69,8 @@ export class S3Storage implements StorageClient, ConditionalStorage {
       ? opts.clients.acquire(this.settings, opts.credentials)
       : ownClient(this.settings, opts.credentials);
     this.client = this.lease.client;
-    this.runner = new RequestRunner({ url: this.url, settings: this.settings }, this.lease.permits);
+    const permits = [new Semaphore(this.settings.maxConcurrency), ...(this.lease.storePermits ? [this.lease.storePermits] : [])];
+    this.runner = new RequestRunner({ url: this.url, settings: this.settings }, permits);
   }
 
   /** A client for a parsed s3:// replica URL; `overrides` win over the URL (tests, the CLI). */

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { formatDuration } from '../util/duration.js';
 import { HEARTBEAT_KEY, MAX_HEARTBEAT_ENDS, encodeHeartbeat, readHeartbeat, type Heartbeat } from '../monitor/heartbeat.js';
 import { isPitrError } from '../errors.js';
+import { backoffMs } from '../util/backoff.js';
 
 /**
  * Least spacing of marker writes after uploads. Each costs one small PUT, so under sustained writes
@@ -427,7 +428,7 @@ export class Shipper {
   }
 
   private retryDelay(): number {
-    return backoffMs(this.failures, CHAIN_RETRY_MAX_MS);
+    return retryAfterMs(this.failures, CHAIN_RETRY_MAX_MS);
   }
 
   /** Upload one object (snapshot or merged segment). Returns false when nothing is pending. */
@@ -503,7 +504,7 @@ export class Shipper {
           this.stats.uploadErrors++;
           this.opts.events?.failed();
           this.laterSnapshotFailures++;
-          const delay = backoffMs(this.laterSnapshotFailures, LATER_SNAPSHOT_RETRY_MAX_MS);
+          const delay = retryAfterMs(this.laterSnapshotFailures, LATER_SNAPSHOT_RETRY_MAX_MS);
           this.laterSnapshotRetryAt = Date.now() + delay;
           this.log.warn('snapshot upload failed; segments keep shipping and it will be retried', { key: snap.key, err, retryIn: formatDuration(delay) });
           setTimeout(() => this.notify(), delay).unref();
@@ -604,10 +605,9 @@ const CHAIN_RETRY_MAX_MS = 3_000;
 /** A later snapshot holds nothing back and every try reads it again from the spool: it may wait longer. */
 const LATER_SNAPSHOT_RETRY_MAX_MS = 30_000;
 
-/** Exponential backoff with jitter after `failures` failures in a row: 250 ms doubling up to `maxMs`, times 0.5-1. */
-function backoffMs(failures: number, maxMs: number): number {
-  const base = Math.min(maxMs, 250 * 2 ** Math.min(failures, 8));
-  return Math.round(base * (0.5 + Math.random() * 0.5));
+/** Wait after `failures` failures in a row: 250 ms doubling up to `maxMs`, times 0.5-1. */
+function retryAfterMs(failures: number, maxMs: number): number {
+  return backoffMs(failures + 1, { baseMs: 250, maxMs, jitter: 'half' });
 }
 
 /** Wait for `p`, or until `deadline` (ms since the epoch), whichever comes first. */

@@ -1,4 +1,4 @@
-import type { FileStorage } from '../storage/file/file-storage.js';
+import type { LocalStore } from '../storage/local-store.js';
 import { buildCatalog, type SegmentEntry, type SnapshotEntry } from '../catalog/catalog.js';
 import { segmentKey, snapshotKey } from '../segment/object-names.js';
 import { encodeSegment, encodeSegmentChunks, readSegmentHeader, readStoredSegment, verifiedStoredChunks, type StoredSegment } from '../segment/index.js';
@@ -15,7 +15,7 @@ const STREAM_BODIES_OVER = 64 << 20;
  */
 export class Spool {
   /** A directory on a local disk: snapshots are read back in reused buffers (readChunks). */
-  readonly store: FileStorage;
+  readonly store: LocalStore;
   private segments = new Map<string, SegmentEntry[]>();
   private snapshots = new Map<string, SnapshotEntry[]>();
   private bytes = 0;
@@ -23,7 +23,7 @@ export class Spool {
   /** Bodies over this many bytes are compressed into the spool file as they go (see addSegment). */
   private readonly streamBodiesOver: number;
 
-  constructor(store: FileStorage, opts: { streamBodiesOver?: number } = {}) {
+  constructor(store: LocalStore, opts: { streamBodiesOver?: number } = {}) {
     this.store = store;
     this.streamBodiesOver = opts.streamBodiesOver ?? STREAM_BODIES_OVER;
   }

@@ -1,4 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
+import { Semaphore } from './bounded.js';
 import { writeAllAt } from './write-at.js';
 
 /** Copies in flight at once: enough to keep libuv's pool writing while the caller produces more. */
@@ -16,38 +17,46 @@ const DEFAULT_SLOTS = 4;
  */
 export class WriteBehind {
   private readonly free: Buffer[] = [];
+  private readonly slots: Semaphore;
   private readonly running = new Set<Promise<void>>();
   private failed: { err: unknown } | undefined;
 
   constructor(
     private readonly fh: FileHandle,
-    private readonly slots = DEFAULT_SLOTS,
-  ) {}
+    slots = DEFAULT_SLOTS,
+  ) {
+    this.slots = new Semaphore(slots);
+  }
 
   /** Queue a copy of `bytes` to be written at `pos`; resolves once the copy is taken. */
   async write(bytes: Uint8Array, pos: number): Promise<void> {
-    while (this.running.size >= this.slots) await Promise.race(this.running);
-    this.throwIfFailed();
+    const release = await this.slots.acquire();
+    try {
+      this.throwIfFailed();
+    } catch (err) {
+      release();
+      throw err;
+    }
     let buf = this.free.pop();
     if (buf === undefined || buf.length < bytes.length) buf = Buffer.allocUnsafe(bytes.length);
     buf.set(bytes);
     const slot = buf;
     const p: Promise<void> = writeAllAt(this.fh, [slot.subarray(0, bytes.length)], pos).then(
-      () => {
-        this.running.delete(p);
-        this.free.push(slot);
-      },
+      // The buffer is free again before its slot is: the next write reuses it.
+      () => void this.free.push(slot),
       (err: unknown) => {
-        this.running.delete(p);
         this.failed ??= { err };
       },
-    );
+    ).finally(() => {
+      this.running.delete(p);
+      release();
+    });
     this.running.add(p);
   }
 
   /** Wait for every write; rethrows the first failure. */
   async drain(): Promise<void> {
-    while (this.running.size > 0) await Promise.race(this.running);
+    while (this.running.size > 0) await Promise.all(this.running);
     this.throwIfFailed();
   }
 

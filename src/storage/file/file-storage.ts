@@ -1,15 +1,18 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
+import { lstat, open, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 
 import { errnoCode, isPitrError, PitrError } from '../../errors.js';
 import type { ByteRange, ConditionalStorage, ObjectInfo, PutBody, PutCondition, RequestOptions, StorageClient, VersionedObject } from '../storage-client.js';
-import { TEMP_PREFIX, checkRange, keyProblem, messageOf, sortByKey } from '../storage-keys.js';
-import { bodyChunks, releaseBody } from '../put-body.js';
+import { TEMP_PREFIX, checkRange, keyProblem } from '../storage-keys.js';
+import { releaseBody } from '../put-body.js';
 import { fsyncDir, writeLocalFileDurably } from '../../util/fs-atomic.js';
+import { contentTag, putConditional } from './conditional-put.js';
+import { DurableWriter } from './durable-write.js';
+import { abortError, io, ioError, notFound, type FileContext, type Op } from './file-errors.js';
+import { listFiles } from './file-list.js';
 
 /** Bytes per read of a getStream. */
 const STREAM_READ_BYTES = 1024 * 1024;
@@ -20,26 +23,12 @@ const STREAM_READ_BYTES = 1024 * 1024;
  */
 export { TEMP_PREFIX };
 
-// Enough parallel stat() calls to keep the libuv pool busy on a large replica without queueing
-// tens of thousands of requests at once.
-const STAT_CONCURRENCY = 32;
-
-// A concurrent delete() may prune the directory between our mkdir and our open; retrying a
-// couple of times recreates it. More than that means something else is wrong.
-const PUT_DIR_ATTEMPTS = 5;
-
-/**
- * A replica in a local (or mounted) directory. Keys map to paths under `rootDir`. A put is
- * written to a temp file next to its final name, fsync'd, renamed into place and the directory
- * fsync'd, so after put() resolves the object survives a power loss and readers never see part
- * of it.
- */
 export class FileStorage implements StorageClient, ConditionalStorage {
   readonly url: string;
   private readonly root: string;
-  // Directories whose entries we have already made durable up to the root in this process, so a
-  // put into a known directory costs one directory fsync, not one per level.
-  private readonly durableDirs = new Set<string>();
+  // Temp files in directories made durable up to the root, and the bodies written into them.
+  private readonly writer: DurableWriter;
+  private readonly ctx: FileContext;
 
   /**
    * localDisk: the directory is on a local disk that pitr owns (the agent's spool). A put of bytes
@@ -59,6 +48,8 @@ export class FileStorage implements StorageClient, ConditionalStorage {
     }
     this.root = path.resolve(rootDir);
     this.url = url;
+    this.ctx = { url, root: this.root };
+    this.writer = new DurableWriter(this.ctx);
   }
 
   async put(key: string, body: PutBody, opts: RequestOptions & { size?: number } = {}): Promise<void> {
@@ -69,16 +60,16 @@ export class FileStorage implements StorageClient, ConditionalStorage {
       throw this.abortError(signal, 'put', key);
     }
     const dir = path.dirname(target);
-    if (this.localDisk && body instanceof Uint8Array && this.durableDirs.has(dir) && (opts.size === undefined || opts.size === body.length)) {
+    if (this.localDisk && body instanceof Uint8Array && this.writer.isDurable(dir) && (opts.size === undefined || opts.size === body.length)) {
       if (await this.putLocal(key, target, body, signal)) return;
     }
 
-    const { handle, tmp } = await this.openTemp(dir, key);
+    const { handle, tmp } = await this.writer.openTemp(dir, key);
     let renamed = false;
     try {
       const written = body instanceof Uint8Array
-        ? await this.writeBytes(handle, body, key, signal)
-        : await this.writeStream(handle, body, key, signal);
+        ? await this.writer.writeBytes(handle, body, key, signal)
+        : await this.writer.writeStream(handle, body, key, signal);
       if (opts.size !== undefined && written !== opts.size) {
         throw new PitrError(
           'STORAGE_IO',
@@ -117,7 +108,7 @@ export class FileStorage implements StorageClient, ConditionalStorage {
     } catch (err) {
       if (isPitrError(err)) throw err;
       if (errnoCode(err) === 'ENOENT') {
-        this.durableDirs.delete(dir);
+        this.writer.forget(dir);
         return false;
       }
       throw this.ioError('write', key, err);
@@ -130,80 +121,12 @@ export class FileStorage implements StorageClient, ConditionalStorage {
     return { body, etag: contentTag(body) };
   }
 
-  /**
-   * Conditional put, atomic on a local POSIX file system. Create-if-absent: the object is written
-   * to a temp file and link()ed to its name, which fails with EEXIST when the name exists (link is
-   * atomic on local file systems and on NFS). Replace-if-match: under a lock file created with
-   * O_EXCL next to the object, the current content's hash is compared and the temp file renamed
-   * over it. A lock left by a process that died holding it (a window of a few syscalls) is broken
-   * after LOCK_STALE_MS. Every writer of the key must go through this method.
-   */
+  /** Conditional put (conditional-put.ts): link() for create-if-absent, a lock file for replace-if-match. */
   async putConditional(key: string, body: Uint8Array, cond: PutCondition, opts: RequestOptions = {}): Promise<{ etag: string }> {
-    const target = this.keyPath(key);
-    const dir = path.dirname(target);
-    this.throwIfAborted(opts.signal, 'put', key);
-    const { handle, tmp } = await this.openTemp(dir, key);
-    let placed = false;
-    try {
-      await this.writeBytes(handle, body, key, opts.signal);
-      await this.io('write', key, () => handle.sync());
-      await this.io('write', key, () => handle.close());
-      if ('ifNoneMatch' in cond) {
-        try {
-          await link(tmp, target);
-        } catch (err) {
-          if (errnoCode(err) === 'EEXIST') throw this.preconditionFailed(key, 'it exists');
-          throw this.ioError('write', key, err);
-        }
-      } else {
-        const lock = path.join(dir, `${TEMP_PREFIX}lock-${path.basename(target)}`);
-        await this.lockFile(lock, key, opts.signal);
-        try {
-          let current: Uint8Array;
-          try {
-            current = await this.get(key, opts);
-          } catch (err) {
-            if (isPitrError(err, 'OBJECT_NOT_FOUND')) throw this.preconditionFailed(key, 'it does not exist');
-            throw err;
-          }
-          if (contentTag(current) !== cond.ifMatch) throw this.preconditionFailed(key, 'it changed');
-          await this.io('write', key, () => rename(tmp, target));
-          placed = true;
-        } finally {
-          await unlink(lock).catch(() => undefined);
-        }
-      }
-      await this.io('write', key, () => fsyncDir(dir));
-      return { etag: contentTag(body) };
-    } finally {
-      await handle.close().catch(() => undefined);
-      if (!placed) await unlink(tmp).catch(() => undefined);
-    }
-  }
-
-  private async lockFile(lock: string, key: string, signal: AbortSignal | undefined): Promise<void> {
-    for (;;) {
-      this.throwIfAborted(signal, 'put', key);
-      try {
-        const h = await open(lock, 'wx');
-        await h.close();
-        return;
-      } catch (err) {
-        if (errnoCode(err) !== 'EEXIST') throw this.ioError('write', key, err);
-      }
-      try {
-        const st = await stat(lock);
-        if (Date.now() - st.mtimeMs > LOCK_STALE_MS) await unlink(lock).catch(() => undefined);
-      } catch {
-        // Gone meanwhile: try again at once.
-        continue;
-      }
-      await sleep(5 + Math.random() * 20);
-    }
-  }
-
-  private preconditionFailed(key: string, why: string): PitrError {
-    return new PitrError('PRECONDITION_FAILED', `conditional write of "${key}" in ${this.url} refused: ${why}`, 'Another writer changed the object; read it again.');
+    return putConditional({
+      ctx: this.ctx, writer: this.writer, read: (k) => this.get(k, opts),
+      key, target: this.keyPath(key), body, cond, signal: opts.signal,
+    });
   }
 
   async get(key: string, opts: RequestOptions & { range?: ByteRange } = {}): Promise<Uint8Array> {
@@ -292,56 +215,7 @@ export class FileStorage implements StorageClient, ConditionalStorage {
   }
 
   async list(prefix: string, opts: RequestOptions = {}): Promise<ObjectInfo[]> {
-    checkPrefix(prefix, this.url);
-    const { signal } = opts;
-    this.throwIfAborted(signal, 'list', prefix);
-
-    // Only the directory named by the prefix's complete segments can hold matches; within it only
-    // entries starting with the trailing partial name do. Everything below those matches is in.
-    const cut = prefix.lastIndexOf('/');
-    const dirKey = cut === -1 ? '' : prefix.slice(0, cut);
-    const namePrefix = prefix.slice(cut + 1);
-
-    const files: string[] = [];
-    const walk = async (dirKeyNow: string, only: string | undefined): Promise<void> => {
-      this.throwIfAborted(signal, 'list', prefix);
-      const dirPath = dirKeyNow === '' ? this.root : path.join(this.root, ...dirKeyNow.split('/'));
-      let entries;
-      try {
-        entries = await readdir(dirPath, { withFileTypes: true });
-      } catch (err) {
-        // Nothing to list: no root yet, or a prefix through a file or a directory pruned meanwhile.
-        const code = errnoCode(err);
-        if (code === 'ENOENT' || code === 'ENOTDIR') return;
-        throw this.ioError('list', prefix, err);
-      }
-      const subdirs: string[] = [];
-      for (const entry of entries) {
-        if (entry.name.startsWith(TEMP_PREFIX)) continue;
-        if (only !== undefined && !entry.name.startsWith(only)) continue;
-        const childKey = dirKeyNow === '' ? entry.name : `${dirKeyNow}/${entry.name}`;
-        // Symlinks and special files are skipped: pitr never creates them, and following
-        // directory links could loop or escape the root.
-        if (entry.isFile()) files.push(childKey);
-        else if (entry.isDirectory()) subdirs.push(childKey);
-      }
-      for (const sub of subdirs) await walk(sub, undefined);
-    };
-    await walk(dirKey, namePrefix);
-
-    const infos = await mapLimit(files, STAT_CONCURRENCY, async (key): Promise<ObjectInfo | undefined> => {
-      this.throwIfAborted(signal, 'list', prefix);
-      try {
-        const st = await stat(path.join(this.root, ...key.split('/')));
-        return { key, size: st.size, lastModified: st.mtime };
-      } catch (err) {
-        // Deleted between readdir and stat: it is simply not there any more.
-        if (errnoCode(err) === 'ENOENT') return undefined;
-        throw this.ioError('list', prefix, err);
-      }
-    });
-    const found = infos.filter((info): info is ObjectInfo => info !== undefined);
-    return sortByKey(found);
+    return listFiles(this.ctx, prefix, opts.signal);
   }
 
   async delete(keys: readonly string[], opts: RequestOptions = {}): Promise<void> {
@@ -397,87 +271,6 @@ export class FileStorage implements StorageClient, ConditionalStorage {
     return path.join(this.root, ...key.split('/'));
   }
 
-  private async openTemp(dir: string, key: string): Promise<{ handle: FileHandle; tmp: string }> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.ensureDurableDir(dir, key);
-      } catch (err) {
-        // A concurrent delete pruned an emptied parent while mkdir/fsync walked it: try again.
-        if (errnoCode((err as { cause?: unknown }).cause) === 'ENOENT' && attempt < PUT_DIR_ATTEMPTS) {
-          this.durableDirs.delete(dir);
-          continue;
-        }
-        throw err;
-      }
-      const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-      try {
-        // 'wx': a random name that already exists means something else writes here; never share it.
-        return { handle: await open(tmp, 'wx'), tmp };
-      } catch (err) {
-        if (errnoCode(err) === 'ENOENT' && attempt < PUT_DIR_ATTEMPTS) {
-          this.durableDirs.delete(dir);
-          continue;
-        }
-        throw this.ioError('write', key, err);
-      }
-    }
-  }
-
-  /**
-   * Create `dir` if needed and make its entry durable: after a crash, a renamed-in object must
-   * not vanish because the directory holding it was never recorded in its parent.
-   */
-  private async ensureDurableDir(dir: string, key: string): Promise<void> {
-    let created: string | undefined;
-    try {
-      created = await mkdir(dir, { recursive: true });
-    } catch (err) {
-      throw this.ioError('write', key, err);
-    }
-    if (created === undefined && this.durableDirs.has(dir)) return;
-    // A directory someone else (or a concurrent put) just created may not be durable yet, so an
-    // unknown directory gets its whole chain fsync'd: up to the root, or up to the highest
-    // directory mkdir created (which may be the root or above it).
-    try {
-      for (let d = dir; ; d = path.dirname(d)) {
-        if (created === undefined && d === this.root) break;
-        await fsyncDir(path.dirname(d));
-        if (d === created || path.dirname(d) === d) break;
-      }
-    } catch (err) {
-      throw this.ioError('write', key, err);
-    }
-    this.durableDirs.add(dir);
-  }
-
-  private async writeBytes(handle: FileHandle, bytes: Uint8Array, key: string, signal?: AbortSignal): Promise<number> {
-    let offset = 0;
-    // Written in slices so an abort is noticed during a large write.
-    const slice = 8 * 1024 * 1024;
-    while (offset < bytes.length) {
-      this.throwIfAborted(signal, 'put', key);
-      const n = Math.min(slice, bytes.length - offset);
-      const { bytesWritten } = await this.io('write', key, () => handle.write(bytes, offset, n));
-      offset += bytesWritten;
-    }
-    return offset;
-  }
-
-  private async writeStream(handle: FileHandle, body: AsyncIterable<Uint8Array>, key: string, signal?: AbortSignal): Promise<number> {
-    let written = 0;
-    // Each chunk is written before the next is asked for: the body may reuse its buffer (PutBody).
-    for await (const bytes of bodyChunks(body, { url: this.url, key, signal, abortError: () => this.abortError(signal!, 'put', key) })) {
-      let offset = 0;
-      while (offset < bytes.length) {
-        const { bytesWritten } = await this.io('write', key, () => handle.write(bytes, offset, bytes.length - offset), signal);
-        offset += bytesWritten;
-      }
-      written += bytes.length;
-    }
-    this.throwIfAborted(signal, 'put', key);
-    return written;
-  }
-
   private async openForRead(key: string): Promise<{ handle: FileHandle; size: number }> {
     const file = this.keyPath(key);
     let handle: FileHandle;
@@ -505,72 +298,33 @@ export class FileStorage implements StorageClient, ConditionalStorage {
     for (let d = dir; d !== this.root && isWithin(d, this.root); d = path.dirname(d)) {
       try {
         await rmdir(d);
-        this.durableDirs.delete(d);
+        this.writer.forget(d);
       } catch {
         return;
       }
     }
   }
 
-  private async io<T>(op: Op, key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (isPitrError(err)) throw err;
-      if (signal?.aborted) throw this.abortError(signal, op, key);
-      throw this.ioError(op, key, err);
-    }
+  private io<T>(op: Op, key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return io(this.ctx, op, key, fn, signal);
   }
 
   private notFound(key: string): PitrError {
-    return new PitrError(
-      'OBJECT_NOT_FOUND',
-      `object "${key}" not found in replica ${this.url}`,
-      'The replica changed while pitr was using it (retention, another agent, manual cleanup) or the ' +
-        'replica URL is wrong. Run the command again; if it persists, check the replica URL.',
-    );
+    return notFound(this.url, key);
   }
 
   private ioError(op: Op, key: string, err: unknown): PitrError {
-    const code = errnoCode(err);
-    const what = key === '' ? `replica ${this.url}` : `"${key}" in ${this.url}`;
-    return new PitrError(
-      'STORAGE_IO',
-      `cannot ${op} ${what}: ${messageOf(err)}`,
-      hintFor(code, this.root),
-      // No retry makes a directory writable or a file system read-write.
-      { cause: err, permanent: code !== undefined && PERMANENT_ERRNO.has(code) },
-    );
+    return ioError(this.ctx, op, key, err);
   }
 
   private abortError(signal: AbortSignal, op: Op, key: string): PitrError {
-    return new PitrError('ABORTED', `${op} of "${key}" in ${this.url} was aborted`, undefined, { cause: signal.reason });
+    return abortError(this.url, signal, op, key);
   }
 
   private throwIfAborted(signal: AbortSignal | undefined, op: Op, key: string): void {
     if (signal?.aborted) throw this.abortError(signal, op, key);
   }
 }
-
-type Op = 'put' | 'get' | 'list' | 'delete' | 'check' | 'read' | 'write';
-
-// A conditional put holds its lock for a few syscalls; one this old was left by a dead process.
-const LOCK_STALE_MS = 10_000;
-
-/** The file backend's version tag: a hash of the content (lease and identity objects are small). */
-function contentTag(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex').slice(0, 32);
-}
-
-
-function checkPrefix(prefix: string, url: string): void {
-  const problem = keyProblem(prefix, true);
-  if (problem !== undefined) throw new RangeError(`invalid list prefix "${prefix}" for replica ${url}: ${problem}`);
-}
-
-
-
-
 
 async function isDirectory(p: string): Promise<boolean> {
   try {
@@ -583,42 +337,4 @@ async function isDirectory(p: string): Promise<boolean> {
 function isWithin(child: string, parent: string): boolean {
   const rel = path.relative(parent, child);
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
-
-/** errno codes of a replica that stays unusable until someone changes it. */
-const PERMANENT_ERRNO = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR']);
-
-function hintFor(code: string | undefined, root: string): string {
-  switch (code) {
-    case 'EACCES':
-    case 'EPERM':
-      return `Check that the user running pitr can read and write ${root}.`;
-    case 'ENOSPC':
-    case 'EDQUOT':
-      return `Free space (or raise the quota) on the filesystem holding ${root}.`;
-    case 'EROFS':
-      return `The filesystem holding ${root} is read-only; remount it read-write or choose another replica.`;
-    case 'ENOTDIR':
-    case 'EEXIST':
-      return `A file sits where pitr needs a directory under ${root}; choose another replica directory.`;
-    case 'EMFILE':
-    case 'ENFILE':
-      return 'Too many open files; raise the open-file limit (ulimit -n) for pitr.';
-    default:
-      return `Check that ${root} is reachable (mounted) and writable, then retry.`;
-  }
 }

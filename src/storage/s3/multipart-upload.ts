@@ -7,6 +7,24 @@ import {
 } from '@aws-sdk/client-s3';
 import type { PutObjectCommandInput } from '@aws-sdk/client-s3';
 
+import { Semaphore } from '../../util/bounded.js';
+
+/** Byte bodies up to this size go up in one PutObject; larger ones, and streams longer than a part, as multipart. */
+export const SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024;
+/** Parts in flight at once; one more is read meanwhile: three part buffers for a stream. */
+export const PART_QUEUE = 2;
+// S3's smallest part (but the last) and most parts per upload.
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+// A stream of unknown length gets 8 MiB parts: objects up to 78 GiB.
+const UNKNOWN_SIZE_PART_SIZE = 8 * 1024 * 1024;
+
+/** The smallest part size (least memory) that fits `size` bytes into S3's 10,000 parts. */
+export function partSizeFor(size: number | undefined): number {
+  if (size === undefined) return UNKNOWN_SIZE_PART_SIZE;
+  return Math.max(MIN_PART_SIZE, Math.ceil(size / MAX_PARTS / (1024 * 1024)) * 1024 * 1024);
+}
+
 /** Sends one command (with the caller's retries, timeouts and abort); `cleanup` must run even after an abort. */
 export type SendCommand = (command: object, opts?: { cleanup?: boolean }) => Promise<unknown>;
 
@@ -46,13 +64,32 @@ export async function uploadObject(args: UploadArgs): Promise<void> {
   let uploadId: string | undefined;
   const done: { PartNumber: number; ETag: string | undefined }[] = [];
   const running = new Set<Promise<void>>();
+  // A permit per part uploading, taken before the next part's bytes are read: at most `queue - 1`
+  // parts in flight while one is read, so a stream costs `queue` part buffers.
+  const permits = new Semaphore(queue);
   let failed: { err: unknown } | undefined;
   let partNumber = 0;
+  const it: AsyncIterator<Part> = parts;
+  let finished = false;
   try {
-    for await (const part of parts) {
+    for (;;) {
+      const release = await permits.acquire();
+      const failure = failed as { err: unknown } | undefined;
+      if (failure) {
+        release();
+        throw failure.err;
+      }
+      const next = await it.next();
+      if (next.done) {
+        release();
+        break;
+      }
+      const part = next.value;
       if (uploadId === undefined) {
         if (part.last) {
+          release();
           await send(new PutObjectCommand({ ...params, Body: part.data, ContentLength: part.data.length }));
+          finished = true;
           return;
         }
         const created = (await send(new CreateMultipartUploadCommand({ ...params }))) as { UploadId?: string };
@@ -65,19 +102,23 @@ export async function uploadObject(args: UploadArgs): Promise<void> {
       ) as Promise<{ ETag?: string }>;
       const p: Promise<void> = upload.then(
         (out) => {
-          running.delete(p);
           done.push({ PartNumber: number, ETag: out.ETag });
+          // Back in the pool before the permit is: the next part read reuses this buffer.
           if (part.buf) free.push(part.buf);
         },
         (err: unknown) => {
-          running.delete(p);
           failed ??= { err };
         },
-      );
+      ).finally(() => {
+        running.delete(p);
+        release();
+      });
       running.add(p);
-      while (running.size >= queue || (part.last && running.size > 0)) await Promise.race(running);
-      if (failed) throw failed.err;
     }
+    await Promise.all(running);
+    const failure = failed as { err: unknown } | undefined;
+    if (failure) throw failure.err;
+    finished = true;
     done.sort((a, b) => a.PartNumber - b.PartNumber);
     await send(new CompleteMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId, MultipartUpload: { Parts: done } }));
   } catch (err) {
@@ -87,10 +128,13 @@ export async function uploadObject(args: UploadArgs): Promise<void> {
       await send(new AbortMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId }), { cleanup: true }).catch(() => undefined);
     }
     throw err;
+  } finally {
+    // A body left unread (a failure) is let go, as a for-await loop would.
+    if (!finished) await it.return?.(undefined).catch(() => undefined);
   }
 }
 
-function* byteParts(body: Uint8Array, partSize: number): Generator<Part> {
+async function* byteParts(body: Uint8Array, partSize: number): AsyncGenerator<Part> {
   for (let at = 0; ; at += partSize) {
     const last = at + partSize >= body.length;
     yield { data: body.subarray(at, Math.min(at + partSize, body.length)), last };

@@ -6,7 +6,8 @@ import type { StorageClient } from '../storage/storage-client.js';
 import type { DbSettings, ReplicaSettings } from '../config/config-types.js';
 import { SourceDb } from '../db/source-db.js';
 import { Capture, QUIET_MS } from './capture/capture.js';
-import { Spool, type SpoolStore } from './spool.js';
+import { Spool } from './spool.js';
+import type { LocalStore } from '../storage/local-store.js';
 import { Shipper } from './shipper.js';
 import { loadPosition } from './capture/position.js';
 import { writeSnapshotToSpool } from './snapshotter.js';
@@ -42,7 +43,7 @@ export interface ReplicatorOptions {
   dbPath: string;
   stateDir: string;
   /** Local, durable storage for the spool (a directory store under the state dir). */
-  spoolStore: SpoolStore;
+  spoolStore: LocalStore;
   replicas: ReplicaRun[];
   settings: DbSettings;
   /** Fallback stat of the WAL, in case a file-system event is missed (default: see PassScheduler). */

@@ -125,9 +125,12 @@ export class Replicator {
     }
   }
 
-  /** Replicate until `signal` aborts, then capture and flush; `started` runs once capture is live. */
+  /**
+   * Replicate until `signal` aborts, then capture and flush; `started` runs once capture is live,
+   * or once it waits for the app to create the database.
+   */
   async run(signal: AbortSignal, started?: () => void): Promise<ReplicatorResult> {
-    await this.waitForDb(signal);
+    await this.waitForDb(signal, started);
     if (signal.aborted) return { clean: true };
     // Open (and validate: WAL mode, a real SQLite file) before creating any state next to it.
     this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.settings.enableWal });
@@ -233,7 +236,8 @@ export class Replicator {
     this.notifyShippers();
   }
 
-  private async waitForDb(signal: AbortSignal): Promise<void> {
+  /** Until the database exists and is not empty; `waiting` is told once when it has to wait. */
+  private async waitForDb(signal: AbortSignal, waiting?: () => void): Promise<void> {
     let told = false;
     while (!signal.aborted) {
       let empty = false;
@@ -251,6 +255,8 @@ export class Replicator {
         // An app's new database is an empty file until its first transaction writes page 1.
         this.log.info(empty ? 'the database file is empty (0 bytes): waiting for the app\'s first write' : 'waiting for the database to be created', { path: this.opts.dbPath });
         told = true;
+        // The app (an exec child) may be what creates it: do not hold it back for this.
+        waiting?.();
       }
       await new Promise((r) => setTimeout(r, 500));
     }

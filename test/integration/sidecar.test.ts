@@ -30,7 +30,7 @@ async function tempDir(): Promise<string> {
 /** The app the agent starts: commits `count` transactions to DB, writes its last seq to DONE, exits CODE. */
 const APP = `
 const Database = require(process.env.SQLITE_MODULE);
-const [db, count, done, code] = process.argv.slice(1);
+const [db, count, done, code] = process.argv.slice(2);
 const c = new Database(db);
 c.pragma('journal_mode = WAL');
 c.pragma('busy_timeout = 5000');
@@ -46,7 +46,7 @@ process.exit(Number(code));
 const PROBE = `
 const Database = require(process.env.SQLITE_MODULE);
 const fs = require('fs');
-const [db, out] = process.argv.slice(1);
+const [db, out] = process.argv.slice(2);
 let seen = 'missing';
 if (fs.existsSync(db)) {
   const c = new Database(db, { readonly: true });
@@ -218,7 +218,7 @@ describe('--restore-if-missing', () => {
     const first = startAgent(['--config', config], { env: e });
     await waitUntil('both tenants replicated', async () => {
       const s = await runCli(['sync', '--json'], { env: e });
-      return s.code === 0 && JSON.parse(s.stdout).length === 2;
+      return s.code === 0 && (JSON.parse(s.stdout) as { dbs: unknown[] }).dbs.length === 2;
     }, { timeoutMs: 60_000 });
     assert.equal((await first.stop('SIGTERM')).code, 0);
     // The host loses its disk: the tenants and their state directories are gone.

@@ -1,7 +1,5 @@
-import { mkdir, stat } from 'node:fs/promises';
-import { statSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { PitrError, errnoCode, isPitrError } from '../errors.js';
+import { mkdir } from 'node:fs/promises';
+import { PitrError } from '../errors.js';
 import type { StorageClient } from '../storage/storage-client.js';
 import type { DbSettings, ReplicaSettings } from '../config/config-types.js';
 import { SourceDb } from '../db/source-db.js';
@@ -10,27 +8,21 @@ import { Spool } from './spool.js';
 import type { LocalStore } from '../storage/local-store.js';
 import { Shipper } from './shipper.js';
 import { loadPosition } from './capture/position.js';
-import { writeSnapshotToSpool } from './snapshotter.js';
-import type { SegmentEntry, SnapshotEntry } from '../catalog/catalog.js';
+import { progressLogger, writeSnapshotToSpool } from './snapshotter.js';
 import type { Logger } from '../log.js';
 import type { DbMetrics, MetricsSource } from '../monitor/metrics.js';
 import { healthReport, type HealthReport } from '../monitor/health.js';
 import { formatDuration } from '../util/duration.js';
-import { remoteFsOf } from '../util/remote-fs.js';
+import { RpoCrossings } from '../monitor/rpo-crossings.js';
+import { SpoolKeeper } from './spool-keeper.js';
+import { waitForDb } from './wait-for-db.js';
+import { warnIfRemote } from './preflight.js';
 import type { ReplicaLease } from './lease.js';
 import { DEFAULT_WAL_RESET_BYTES } from '../config/defaults.js';
 import { ReplicaWorker, type WorkerContext } from './replica-worker.js';
 import { PassScheduler } from './pass-scheduler.js';
 import { SnapshotPolicy } from './snapshot-policy.js';
-
-/**
- * How long the database's files must stay unchanged after they changed under the agent before it
- * opens them again: an operator's restore is several commands, and a snapshot of a file still being
- * copied would be dropped anyway (Spool.addSnapshot's check).
- */
-const SETTLE_MS = 1000;
-/** How often a long snapshot logs its progress. */
-const SNAPSHOT_PROGRESS_LOG_MS = 30_000;
+import { FilesSettle, SETTLE_MS } from './files-settle.js';
 
 export interface ReplicaRun {
   storage: StorageClient;
@@ -82,16 +74,19 @@ export class Replicator {
   private stopping = false;
   private running = false;
   private reopenPending = false;
-  /** While reopenPending: the files' signature and since when it has not changed. */
-  private settle: { sig: string; since: number } | undefined;
-  private readonly lagging = new Set<string>();
-  private trimming = false;
+  /** While reopenPending: waits until the files have stopped changing. */
+  private readonly settle: FilesSettle;
+  private readonly crossings: RpoCrossings;
+  private readonly keeper: SpoolKeeper;
 
   constructor(private readonly opts: ReplicatorOptions) {
     this.log = opts.log.child({ db: opts.dbPath });
     this.spool = new Spool(opts.spoolStore);
     const s = opts.settings;
     this.policy = new SnapshotPolicy({ intervalMs: s.snapshotIntervalMs, walRatio: s.snapshotWalRatio, walMinBytes: s.snapshotWalMinBytes });
+    this.settle = new FilesSettle(opts.dbPath);
+    this.crossings = new RpoCrossings(s.maxLagMs, this.log);
+    this.keeper = new SpoolKeeper(this.spool, () => this.workers.map((w) => w.shipper), s.spoolMaxBytes, this.log);
     this.passes = new PassScheduler(`${opts.dbPath}-wal`, opts.dbPath, () => this.runPass(), (fn) => this.withLock(fn), this.log, opts.pollIntervalMs);
   }
 
@@ -105,37 +100,16 @@ export class Replicator {
   }
 
   /**
-   * A database or state directory on a network or FUSE mount works until it does not (see
-   * remote-fs.ts): say so at start, once, rather than refuse a setup that may be deliberate.
-   */
-  private async warnIfRemote(): Promise<void> {
-    const dbFs = await remoteFsOf(dirname(this.opts.dbPath));
-    if (dbFs !== undefined) {
-      this.log.warn(`the database is on a ${dbFs} file system: SQLite's WAL mode needs every connection on the same host as the file, and its shared-memory index does not work across a network mount`, {
-        fs: dbFs,
-        hint: 'keep the database, its -wal and -shm files on a local disk',
-      });
-    }
-    const stateFs = await remoteFsOf(this.opts.stateDir);
-    if (stateFs !== undefined) {
-      this.log.warn(`the state directory ${this.opts.stateDir} is on a ${stateFs} file system: the agent writes its spool and position there with synchronous calls, so a mount that hangs stops the agent`, {
-        fs: stateFs,
-        hint: 'point --state-dir at a local disk',
-      });
-    }
-  }
-
-  /**
    * Replicate until `signal` aborts, then capture and flush; `started` runs once capture is live,
    * or once it waits for the app to create the database.
    */
   async run(signal: AbortSignal, started?: () => void): Promise<ReplicatorResult> {
-    await this.waitForDb(signal, started);
+    await waitForDb(this.opts.dbPath, signal, this.log, started);
     if (signal.aborted) return { clean: true };
     // Open (and validate: WAL mode, a real SQLite file) before creating any state next to it.
     this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.settings.enableWal });
     await mkdir(this.opts.stateDir, { recursive: true });
-    await this.warnIfRemote();
+    await warnIfRemote(this.opts.dbPath, this.opts.stateDir, this.log);
     await this.spool.load();
     const ctx: WorkerContext = {
       dbPath: this.opts.dbPath,
@@ -236,42 +210,6 @@ export class Replicator {
     this.notifyShippers();
   }
 
-  /** Until the database exists and is not empty; `waiting` is told once when it has to wait. */
-  private async waitForDb(signal: AbortSignal, waiting?: () => void): Promise<void> {
-    let told = false;
-    while (!signal.aborted) {
-      let empty = false;
-      try {
-        const st = await stat(this.opts.dbPath);
-        empty = true;
-        if (st.isDirectory()) {
-          throw new PitrError('DB_IS_DIRECTORY', `database path ${this.opts.dbPath} is a directory`, 'pass the path of the SQLite database file, e.g. /data/app.db');
-        }
-        if (st.size > 0) return;
-      } catch (err) {
-        if (isPitrError(err) || errnoCode(err) !== 'ENOENT') throw err;
-      }
-      if (!told) {
-        // An app's new database is an empty file until its first transaction writes page 1.
-        this.log.info(empty ? 'the database file is empty (0 bytes): waiting for the app\'s first write' : 'waiting for the database to be created', { path: this.opts.dbPath });
-        told = true;
-        // The app (an exec child) may be what creates it: do not hold it back for this.
-        waiting?.();
-      }
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-
-  /** The database's, -wal's and -shm's identities, sizes and mtimes, as one comparable string. */
-  private filesSignature(): string {
-    return ['', '-wal', '-shm']
-      .map((suffix) => {
-        const st = statSync(`${this.opts.dbPath}${suffix}`, { throwIfNoEntry: false });
-        return st ? `${st.ino}:${st.size}:${st.mtimeMs}` : 'missing';
-      })
-      .join('/');
-  }
-
   private async runPass(): Promise<void> {
     const capture = this.capture;
     if (!capture) return;
@@ -280,16 +218,14 @@ export class Replicator {
         if (this.stopping) return;
         // The files changed under the agent: start over once they have stopped changing (an
         // operator's restore is several steps: rm, cp, start the app). Each change retries.
-        const sig = this.filesSignature();
-        if (this.settle === undefined || sig !== this.settle.sig) this.settle = { sig, since: Date.now() };
-        const wait = this.settle.since + SETTLE_MS - Date.now();
+        const wait = this.settle.remainingMs();
         if (wait > 0) {
           this.passes.later('retry', wait);
           return;
         }
         await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), true);
         this.reopenPending = false;
-        this.settle = undefined;
+        this.settle.clear();
         return;
       }
       const r = await capture.pass();
@@ -299,7 +235,7 @@ export class Replicator {
         this.db?.close();
         this.db = undefined;
         this.reopenPending = true;
-        this.settle = { sig: this.filesSignature(), since: Date.now() };
+        this.settle.restart();
         this.log.warn(`continuity lost: ${r.broken}; pitr let go of the database and starts a new generation once its files have been unchanged for ${formatDuration(SETTLE_MS)}`, {
           generation: capture.state.generation,
           txid: capture.state.lastTxid,
@@ -316,7 +252,7 @@ export class Replicator {
         this.snapshotIfWalOutgrew(capture);
         this.notifyShippers();
         // Not awaited: it may start a generation, which needs the lock this pass holds.
-        if (this.opts.settings.spoolMaxBytes > 0 && this.spool.totalBytes() > this.opts.settings.spoolMaxBytes) void this.trimSpool();
+        if (this.keeper.overCap()) void this.trimSpool();
         // One more pass once writes pause, for the checkpoints that wait for a quiet moment.
         this.passes.later('quiet', QUIET_MS + 50);
       }
@@ -369,75 +305,19 @@ export class Replicator {
       });
       const { view, pin, walBefore } = callerHoldsLock ? await take() : await this.withLock(take);
       const started = Date.now();
-      // A snapshot of a large database takes minutes: say how far it is now and then.
-      let loggedAt = started;
-      const onPages = (done: number): void => {
-        const now = Date.now();
-        if (now - loggedAt < SNAPSHOT_PROGRESS_LOG_MS) return;
-        loggedAt = now;
-        this.log.info('snapshot in progress', {
-          pages: done,
-          of: view.dbSizePages,
-          done: `${Math.floor((100 * done) / view.dbSizePages)}%`,
-          elapsed: formatDuration(now - started),
-        });
-      };
-      const entry = await writeSnapshotToSpool({ dbPath: this.opts.dbPath, view, pin, spool: this.spool, onPages, check: () => capture.assertFiles() });
+      const entry = await writeSnapshotToSpool({
+        dbPath: this.opts.dbPath,
+        view,
+        pin,
+        spool: this.spool,
+        onPages: progressLogger(view.dbSizePages, started, this.log),
+        check: () => capture.assertFiles(),
+      });
       this.policy.taken(started, Date.now(), walBefore);
       this.opts.metrics.snapshotTaken();
       this.log.info('snapshot spooled', { key: entry.key, bytes: entry.size, pages: view.dbSizePages, took: formatDuration(Date.now() - started) });
       this.notifyShippers();
     });
-  }
-
-  /** Delete spool entries every replica is done with. */
-  private async trimSpool(): Promise<void> {
-    if (this.trimming) return;
-    this.trimming = true;
-    try {
-      await this.spool.remove(this.entriesEveryReplicaIsDoneWith());
-      await this.enforceSpoolCap();
-    } catch (err) {
-      this.log.warn('spool cleanup failed; will retry', { err });
-    } finally {
-      this.trimming = false;
-    }
-  }
-
-  /**
-   * A replica down for long must not fill the disk. Past the cap, each failing replica gives up
-   * the spooled transactions it still needs; the entries only it needed are deleted. Capture and
-   * the healthy replicas are not affected. When the replica is back it rebases on a fresh
-   * snapshot: its history has a gap, which restore refuses to guess across.
-   */
-  private async enforceSpoolCap(): Promise<void> {
-    const cap = this.opts.settings.spoolMaxBytes;
-    const capture = this.capture;
-    if (cap <= 0 || !capture || this.stopping || this.spool.totalBytes() <= cap) return;
-    // Only replicas that are failing: one merely a sync interval behind is not lagging.
-    const lagging = this.workers.map((w) => w.shipper).filter((s) => s.isFailing() && s.hasPending());
-    if (lagging.length === 0) return;
-    const before = this.spool.totalBytes();
-    for (const s of lagging) {
-      s.abandonThrough(capture.state.lastTxid, capture.state.generation);
-      this.log.warn('spool is over its cap while a replica is unreachable: dropping what only that replica still needs; when it is back it resumes from a new snapshot, with a gap in its history', {
-        replica: s.replica.url,
-        spoolBytes: before,
-        cap,
-        droppedThroughTxid: capture.state.lastTxid,
-      });
-    }
-    await this.spool.remove(this.entriesEveryReplicaIsDoneWith());
-  }
-
-  private entriesEveryReplicaIsDoneWith(): (SegmentEntry | SnapshotEntry)[] {
-    const done: (SegmentEntry | SnapshotEntry)[] = [];
-    for (const gen of this.spool.generations()) {
-      for (const e of [...this.spool.segmentsOf(gen), ...this.spool.snapshotsOf(gen)]) {
-        if (this.workers.every((w) => w.shipper.doneWith(e))) done.push(e);
-      }
-    }
-    return done;
   }
 
   /** Lag of every replica: what the spool still holds for it, or a change capture has not read yet. */
@@ -451,27 +331,8 @@ export class Replicator {
       const lost = new Set(rows.filter((r) => r.leaseLost).map((r) => r.url));
       report = { ...report, status: 'lagging', replicas: report.replicas.map((r) => (lost.has(r.url) ? { ...r, healthy: false, leaseLost: true } : r)) };
     }
-    this.noteCrossings(report);
+    this.crossings.note(report);
     return report;
-  }
-
-  /**
-   * Log when a replica crosses --max-lag, either way, once per crossing. Runs on every tick and on
-   * every health evaluation, so a scrape never sees a 503 the log does not mention.
-   */
-  private noteCrossings(report: HealthReport): void {
-    const max = this.opts.settings.maxLagMs;
-    if (max === undefined) return;
-    for (const r of report.replicas) {
-      const was = this.lagging.has(r.url);
-      if (!r.healthy && !was) {
-        this.lagging.add(r.url);
-        this.log.warn('replica is behind the RPO objective (--max-lag)', { replica: r.url, lagSeconds: r.lagSeconds, maxLagSeconds: max / 1000 });
-      } else if (r.healthy && was) {
-        this.lagging.delete(r.url);
-        this.log.info('replica is back within the RPO objective (--max-lag)', { replica: r.url, lagSeconds: r.lagSeconds, maxLagSeconds: max / 1000 });
-      }
-    }
   }
 
   /** What the metrics read at scrape time. */
@@ -535,6 +396,10 @@ export class Replicator {
     } else if (clean) this.log.info('stopped; every captured transaction is in every replica', { txid: this.capture?.state.lastTxid });
     else this.log.error('stopped with transactions not yet uploaded; they stay in the spool and ship on the next start', { txid: this.capture?.state.lastTxid });
     return { clean };
+  }
+
+  private trimSpool(): Promise<void> {
+    return this.keeper.trim(this.capture && { generation: this.capture.state.generation, txid: this.capture.state.lastTxid }, this.stopping);
   }
 
   private withLock<T>(fn: () => Promise<T>): Promise<T> {

@@ -36,8 +36,7 @@ const PLAIN_WORD = /^[A-Za-z0-9_./~+@%:,-]+$/;
  * A command word that names no executable is refused here (EXEC_FAILED), before anything runs.
  */
 export function startExecChild(cmd: string | string[], log: Logger): ExecChild {
-  const { file, args, word, shell } = plan(cmd);
-  if (word !== undefined) checkExecutable(word, cmd);
+  const { file, args, shell } = checkExecCommand(cmd);
 
   let child: ChildProcess;
   try {
@@ -68,6 +67,16 @@ export function startExecChild(cmd: string | string[], log: Logger): ExecChild {
       if (child.exitCode === null && child.signalCode === null) child.kill(sig);
     },
   };
+}
+
+/**
+ * EXEC_FAILED now for a command that could not start (empty, or a first word that names no
+ * executable), so that the agent can refuse it before it starts anything. Returns what to spawn.
+ */
+export function checkExecCommand(cmd: string | string[]): { file: string; args: string[]; shell: boolean } {
+  const { file, args, word, shell } = plan(cmd);
+  if (word !== undefined) checkExecutable(word, cmd);
+  return { file, args, shell };
 }
 
 /** The agent's exit code for how the child ended: its code, or 128 + signal number, as a shell. */

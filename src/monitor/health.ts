@@ -24,3 +24,23 @@ export function healthReport(db: string, maxLagMs: number | undefined, replicas:
     replicas: rows,
   };
 }
+
+/** Pure: the /healthz body of an agent with several databases: healthy only when all are. */
+export interface AgentHealthReport {
+  status: 'ok' | 'lagging';
+  databases: number;
+  /** The databases that are not healthy, each with its replicas (all of them when there is one database). */
+  unhealthy: HealthReport[];
+  /** With one database, its report's fields too, as a one-database agent always answered. */
+  db?: string;
+  maxLagSeconds?: number | null;
+  replicas?: ReplicaHealth[];
+}
+
+export function agentHealthReport(reports: readonly HealthReport[]): AgentHealthReport {
+  const unhealthy = reports.filter((r) => r.status !== 'ok');
+  const body: AgentHealthReport = { status: unhealthy.length === 0 ? 'ok' : 'lagging', databases: reports.length, unhealthy };
+  const only = reports.length === 1 ? reports[0] : undefined;
+  if (only) return { ...body, db: only.db, maxLagSeconds: only.maxLagSeconds, replicas: only.replicas };
+  return body;
+}

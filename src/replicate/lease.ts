@@ -1,46 +1,13 @@
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
-import type { Readable } from 'node:stream';
-
 import { isPitrError, PitrError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { DEFAULT_LEASE_PERIOD_MS } from '../config/defaults.js';
 import { hasConditional } from '../storage/storage-client.js';
-import type {
-  ByteRange,
-  ConditionalStorage,
-  ObjectInfo,
-  PutBody,
-  RequestOptions,
-  StorageClient,
-  VersionedObject,
-} from '../storage/storage-client.js';
+import type { ConditionalStorage, StorageClient, VersionedObject } from '../storage/storage-client.js';
+import { FencedStorage, WriteFence } from './lease-fence.js';
+import { decodeLease, describeLoss, describeOwner, encodeLease, isFree, LEASE_KEY, leasedError, type LeaseOwner, type LeaseRecord } from './lease-record.js';
 
-/** The lease object, at the replica root (not a pitr data object: listings of generations/ skip it). */
-export const LEASE_KEY = 'lease.json';
 /** Assumed bound on the clock difference between two agents' hosts. */
 const CLOCK_MARGIN_MS = 1_000;
-
-export interface LeaseOwner {
-  host: string;
-  pid: number;
-  /** Random per agent process. */
-  agentId: string;
-}
-
-/** What lease.json holds (version 1). */
-export interface LeaseRecord {
-  version: 1;
-  owner: LeaseOwner;
-  /** Incremented by every agent that takes the lease; a renewal keeps it. */
-  epoch: number;
-  /** ms since the epoch, by the holder's clock, taken before the write that set it was sent. */
-  expiresAt: number;
-  takenAt: number;
-  renewedAt: number;
-  /** Set by a holder that stopped cleanly: the lease is free at once. */
-  released?: boolean;
-}
 
 export interface LeaseOptions {
   owner: LeaseOwner;
@@ -55,11 +22,6 @@ export interface LeaseOptions {
    */
   previousAgentIds?: readonly string[];
   log: Logger;
-}
-
-/** A fresh owner for this process. */
-export function newLeaseOwner(): LeaseOwner {
-  return { host: hostname(), pid: process.pid, agentId: randomBytes(8).toString('hex') };
 }
 
 type Versioned = { record: LeaseRecord; etag: string };
@@ -88,8 +50,7 @@ export class ReplicaLease {
   private renewing: Promise<void> | undefined;
   private readonly lostListeners: Array<(holder: LeaseRecord | undefined) => void> = [];
   /** Writes under way through `storage`: aborted the moment this agent may no longer write (see fence). */
-  private readonly inflight = new Set<AbortController>();
-  private fenceTimer: NodeJS.Timeout | undefined;
+  private readonly writes: WriteFence;
   /**
    * After a takeover of a live lease: when the old holder's lease has run out by its own clock, so
    * its fence has closed (see FencedStorage). The new holder writes nothing before then: the old one
@@ -100,6 +61,7 @@ export class ReplicaLease {
   private constructor(inner: StorageClient & ConditionalStorage, private readonly opts: LeaseOptions) {
     this.inner = inner;
     this.periodMs = opts.periodMs ?? DEFAULT_LEASE_PERIOD_MS;
+    this.writes = new WriteFence(inner.url, () => ({ lostAt: this.lostAt, validUntil: this.validUntil }));
     this.storage = new FencedStorage(inner, this);
   }
 
@@ -175,38 +137,9 @@ export class ReplicaLease {
     return lease;
   }
 
-  /**
-   * A signal for one write that aborts when this agent may no longer write here: the lease lost, or
-   * run out without a renewal. A write checked at its start could otherwise still land long after
-   * (a large upload), when a new holder, having waited out this lease, writes the same txids.
-   * `done` must be called when the write settles.
-   */
+  /** A signal for one write that aborts when this agent may no longer write here (see WriteFence.open). */
   fence(signal: AbortSignal | undefined): { signal: AbortSignal; done: () => void } {
-    const ac = new AbortController();
-    const onAbort = (): void => ac.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    if (signal?.aborted) ac.abort(signal.reason);
-    this.inflight.add(ac);
-    this.fenceTimer ??= setInterval(() => this.checkFence(), 250).unref();
-    return {
-      signal: ac.signal,
-      done: () => {
-        signal?.removeEventListener('abort', onAbort);
-        this.inflight.delete(ac);
-        if (this.inflight.size === 0 && this.fenceTimer) {
-          clearInterval(this.fenceTimer);
-          this.fenceTimer = undefined;
-        }
-      },
-    };
-  }
-
-  /** Abort every write under way once this agent may no longer write (the 1 s of margin the new holder waits covers the check's period). */
-  private checkFence(): void {
-    if (this.lostAt === 0 && Date.now() < this.validUntil) return;
-    for (const ac of this.inflight) {
-      ac.abort(new PitrError('REPLICA_LEASE_LOST', `write to ${this.url} stopped: this agent's lease ${this.lostAt !== 0 ? 'was lost' : 'ran out before it could be renewed'}`, 'it is retried once the lease is renewed, or never when another agent took it'));
-    }
+    return this.writes.open(signal);
   }
 
   /** REPLICA_LEASE_LOST unless canWrite(). */
@@ -255,7 +188,7 @@ export class ReplicaLease {
       const cur = await this.read();
       if (cur === undefined || cur.record.owner.agentId !== this.opts.owner.agentId) return;
       const now = Date.now();
-      await this.inner.putConditional(LEASE_KEY, encode({ ...cur.record, expiresAt: now, renewedAt: now, released: true }), { ifMatch: cur.etag });
+      await this.inner.putConditional(LEASE_KEY, encodeLease({ ...cur.record, expiresAt: now, renewedAt: now, released: true }), { ifMatch: cur.etag });
       this.validUntil = 0;
     } catch (err) {
       this.opts.log.warn('could not release the lease; the next agent takes it when it expires', { replica: this.url, err });
@@ -305,8 +238,8 @@ export class ReplicaLease {
     for (let attempt = 1; attempt <= 5; attempt++) {
       const now = Date.now();
       const cur = await this.read();
-      if (cur !== undefined && !takeover && !this.isFree(cur.record, now)) throw leasedError(this.url, cur.record);
-      const live = cur !== undefined && !this.isFree(cur.record, now);
+      if (cur !== undefined && !takeover && !isFree(cur.record, now, this.opts.previousAgentIds)) throw leasedError(this.url, cur.record);
+      const live = cur !== undefined && !isFree(cur.record, now, this.opts.previousAgentIds);
       if (cur !== undefined && live && takeover) {
         log.warn('taking over the replica from the agent holding its lease (--takeover); it stops writing within one lease period', {
           replica: this.url,
@@ -344,7 +277,7 @@ export class ReplicaLease {
       takenAt: takenAt ?? this.record?.takenAt ?? sent,
       renewedAt: sent,
     };
-    await this.inner.putConditional(LEASE_KEY, encode(record), cur === undefined ? { ifNoneMatch: '*' } : { ifMatch: cur.etag });
+    await this.inner.putConditional(LEASE_KEY, encodeLease(record), cur === undefined ? { ifNoneMatch: '*' } : { ifMatch: cur.etag });
     const back = await this.read();
     if (back === undefined || back.record.owner.agentId !== this.opts.owner.agentId) {
       if (this.record !== undefined && back !== undefined) this.markLost(back.record);
@@ -352,10 +285,6 @@ export class ReplicaLease {
     }
     this.record = back.record;
     this.validUntil = sent + this.periodMs;
-  }
-
-  private isFree(r: LeaseRecord, now: number): boolean {
-    return r.released === true || r.expiresAt <= now || (this.opts.previousAgentIds ?? []).includes(r.owner.agentId);
   }
 
   private async read(): Promise<Versioned | undefined> {
@@ -366,14 +295,14 @@ export class ReplicaLease {
       if (isPitrError(err, 'OBJECT_NOT_FOUND')) return undefined;
       throw err;
     }
-    return { record: decode(got.body, this.url), etag: got.etag };
+    return { record: decodeLease(got.body, this.url), etag: got.etag };
   }
 
   private markLost(holder: LeaseRecord | undefined, reason?: string): void {
     if (this.lostAt !== 0) return;
     this.lostAt = Date.now();
     this.lostTo = holder;
-    this.checkFence();
+    this.writes.check();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.opts.log.error('lost the lease on a replica: this agent no longer writes to it', {
@@ -388,96 +317,5 @@ export class ReplicaLease {
         this.opts.log.warn('lease-lost handler failed', { err });
       }
     }
-  }
-}
-
-function describeOwner(o: LeaseOwner): string {
-  return `agent ${o.agentId} (pid ${o.pid} on ${o.host})`;
-}
-
-function describeLoss(holder: LeaseRecord | undefined): string {
-  return holder === undefined ? 'this agent lost its lease' : `this agent lost its lease to ${describeOwner(holder.owner)}, epoch ${holder.epoch}`;
-}
-
-function leasedError(url: string, r: LeaseRecord): PitrError {
-  const expires = new Date(r.expiresAt).toISOString();
-  return new PitrError(
-    'REPLICA_LEASED',
-    `replica ${url} is leased by ${describeOwner(r.owner)} until ${expires} (renewed while it runs)`,
-    'Another agent replicates to this replica: give this database another replica (a different directory or prefix). ' +
-      'If that agent is really gone, wait until its lease expires, or run pitr replicate with --takeover.',
-  );
-}
-
-function encode(r: LeaseRecord): Uint8Array {
-  return Buffer.from(`${JSON.stringify(r, null, 2)}\n`);
-}
-
-function decode(bytes: Uint8Array, url: string): LeaseRecord {
-  let v: unknown;
-  try {
-    v = JSON.parse(Buffer.from(bytes).toString('utf8'));
-  } catch {
-    v = undefined;
-  }
-  const r = v as Partial<LeaseRecord> | undefined;
-  const o = r?.owner as Partial<LeaseOwner> | undefined;
-  if (
-    r === undefined || r === null || typeof r !== 'object' || r.version !== 1 || typeof r.epoch !== 'number' ||
-    typeof r.expiresAt !== 'number' || typeof o !== 'object' || o === null || typeof o.agentId !== 'string' ||
-    typeof o.host !== 'string' || typeof o.pid !== 'number'
-  ) {
-    throw new PitrError('OBJECT_CORRUPT', `${LEASE_KEY} in ${url} is not a pitr lease`,
-      `Remove ${LEASE_KEY} from the replica if no agent is running against it, then start the agent again.`);
-  }
-  return { takenAt: r.expiresAt, renewedAt: r.expiresAt, ...r } as LeaseRecord;
-}
-
-/** The replica as a lease holder may write it: put and delete refuse once the lease is lost. */
-class FencedStorage implements StorageClient {
-  readonly url: string;
-
-  constructor(private readonly inner: StorageClient, private readonly lease: ReplicaLease) {
-    this.url = inner.url;
-  }
-
-  async put(key: string, body: PutBody, opts?: RequestOptions & { size?: number }): Promise<void> {
-    this.lease.assertWritable(key);
-    const fence = this.lease.fence(opts?.signal);
-    try {
-      await this.inner.put(key, body, { ...opts, signal: fence.signal });
-    } finally {
-      fence.done();
-    }
-  }
-
-  get(key: string, opts?: RequestOptions & { range?: ByteRange }): Promise<Uint8Array> {
-    return this.inner.get(key, opts);
-  }
-
-  getStream(key: string, opts?: RequestOptions): Promise<Readable> {
-    return this.inner.getStream(key, opts);
-  }
-
-  list(prefix: string, opts?: RequestOptions): Promise<ObjectInfo[]> {
-    return this.inner.list(prefix, opts);
-  }
-
-  async delete(keys: readonly string[], opts?: RequestOptions): Promise<void> {
-    this.lease.assertWritable(keys[0] ?? '');
-    const fence = this.lease.fence(opts?.signal);
-    try {
-      await this.inner.delete(keys, { ...opts, signal: fence.signal });
-    } finally {
-      fence.done();
-    }
-  }
-
-  exists(opts?: RequestOptions): Promise<boolean> {
-    return this.inner.exists(opts);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }

@@ -7,6 +7,7 @@ import { parseReplicaUrl, type ReplicaUrl } from '../storage/open-storage.js';
 import { looksLikeSqliteDatabase } from '../util/sqlite-file.js';
 import { ensureWritableDir, type DirRole } from '../util/writable-dir.js';
 import { StateLock } from './state-lock.js';
+import { remoteFsOf } from '../util/remote-fs.js';
 
 /**
  * What `pitr replicate` checks before the agent starts, so that a mistake is an error at once
@@ -181,4 +182,25 @@ function canonical(p: string): string {
 function inside(p: string, dir: string): boolean {
   const rel = relative(dir, p);
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/**
+ * A database or state directory on a network or FUSE mount works until it does not (see
+ * remote-fs.ts): say so at start, once, rather than refuse a setup that may be deliberate.
+ */
+export async function warnIfRemote(dbPath: string, stateDir: string, log: Logger): Promise<void> {
+  const dbFs = await remoteFsOf(dirname(dbPath));
+  if (dbFs !== undefined) {
+    log.warn(`the database is on a ${dbFs} file system: SQLite's WAL mode needs every connection on the same host as the file, and its shared-memory index does not work across a network mount`, {
+      fs: dbFs,
+      hint: 'keep the database, its -wal and -shm files on a local disk',
+    });
+  }
+  const stateFs = await remoteFsOf(stateDir);
+  if (stateFs !== undefined) {
+    log.warn(`the state directory ${stateDir} is on a ${stateFs} file system: the agent writes its spool and position there with synchronous calls, so a mount that hangs stops the agent`, {
+      fs: stateFs,
+      hint: 'point --state-dir at a local disk',
+    });
+  }
 }

@@ -5,7 +5,8 @@ import { errnoCode, isPitrError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StorageClient } from '../storage/storage-client.js';
 import { writeLocalFileDurably, tempPathFor } from '../util/fs-atomic.js';
-import { newLeaseOwner, ReplicaLease } from './lease.js';
+import { ReplicaLease } from './lease.js';
+import { newLeaseOwner } from './lease-record.js';
 
 /** In the state directory: the agent id of the agent that used it last (see previousAgentIds). */
 const AGENT_ID_FILE = 'agent-id';

@@ -1,3 +1,5 @@
+import type { Logger } from '../log.js';
+import { formatDuration } from '../util/duration.js';
 import { open, type FileHandle } from 'node:fs/promises';
 import { PitrError, errnoCode } from '../errors.js';
 import { acquireDbFile, type DbFileRef } from '../db/db-file-handle.js';
@@ -107,4 +109,23 @@ export async function writeSnapshotToSpool(args: {
     await db?.release();
     await walFh?.close();
   }
+}
+
+/** How often a long snapshot logs its progress. */
+const SNAPSHOT_PROGRESS_LOG_MS = 30_000;
+
+/** An onPages for writeSnapshotToSpool: a snapshot of a large database takes minutes, so say how far it is now and then. */
+export function progressLogger(totalPages: number, started: number, log: Logger): (done: number) => void {
+  let loggedAt = started;
+  return (done) => {
+    const now = Date.now();
+    if (now - loggedAt < SNAPSHOT_PROGRESS_LOG_MS) return;
+    loggedAt = now;
+    log.info('snapshot in progress', {
+      pages: done,
+      of: totalPages,
+      done: `${Math.floor((100 * done) / totalPages)}%`,
+      elapsed: formatDuration(now - started),
+    });
+  };
 }

@@ -1,6 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { TxRecord } from '../segment/segment-types.js';
 import { writeAllAt } from '../util/write-at.js';
+import { mapBounded } from '../util/bounded.js';
 
 /**
  * Memory the pending page images may pin before they are written out. Smaller than one might
@@ -118,14 +119,7 @@ export class PageWriter {
       }
       runs.push({ pos: (first - 1) * this.pageSize, bufs });
     }
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < runs.length) {
-        const run = runs[next++] as { pos: number; bufs: Uint8Array[] };
-        await writeAllAt(this.fh, run.bufs, run.pos);
-      }
-    };
-    this.writing = Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, runs.length) }, worker)).then(() => {
+    this.writing = mapBounded(runs, WRITES_IN_FLIGHT, (run) => writeAllAt(this.fh, run.bufs, run.pos)).then(() => {
       for (const b of bodies) this.release(b);
     });
     this.writing.catch(() => {}); // surfaced by the next settle()

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { constants, deflateRaw, type ZlibOptions } from 'node:zlib';
-import { mapInOrder } from '../util/map-in-order.js';
+import { mapInOrder } from '../util/bounded.js';
 
 /**
  * Bodies are compressed in slices of this size, independently and at the same time: async zlib

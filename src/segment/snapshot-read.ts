@@ -2,7 +2,7 @@ import { createInflateRaw } from 'node:zlib';
 import { SLICES_IN_FLIGHT } from './deflate-parallel.js';
 import { inflateExact } from './inflate-exact.js';
 import { zstdBound, zstdDecompressExact } from './zstd.js';
-import { mapInOrder } from '../util/map-in-order.js';
+import { mapInOrder } from '../util/bounded.js';
 import { addAbortSignal, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PitrError } from '../errors.js';

@@ -1,6 +1,6 @@
 import { DEFLATE_SLICE_BYTES, SLICES_IN_FLIGHT, deflateSlice } from './deflate-parallel.js';
 import { zstdBound, zstdCompressInto } from './zstd.js';
-import { mapInOrder } from '../util/map-in-order.js';
+import { mapInOrder } from '../util/bounded.js';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {

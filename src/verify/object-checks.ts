@@ -4,6 +4,7 @@ import { decodeSegment, readSnapshot } from '../segment/index.js';
 import { GENERATIONS_PREFIX } from '../segment/object-names.js';
 import type { StorageClient } from '../storage/storage-client.js';
 import { problemFrom, throwIfAborted } from './problems.js';
+import { mapBounded } from '../util/bounded.js';
 import type { VerifyResult } from './verify-report.js';
 
 /** Objects downloaded and checked at once: enough to hide request latency, few enough for memory. */
@@ -35,7 +36,7 @@ export async function checkObjects(
   const failures: { ref: ObjectRef; err: unknown }[] = [];
   let done = 0;
   onProgress?.(0, refs.length);
-  await forEachLimit(refs, CHECK_CONCURRENCY, async (ref) => {
+  await mapBounded(refs, CHECK_CONCURRENCY, async (ref) => {
     try {
       await checkObject(storage, ref, signal);
       result.objectsChecked++;
@@ -75,23 +76,4 @@ async function checkObject(storage: StorageClient, ref: ObjectRef, signal: Abort
   // Snapshots can be as large as the database: stream them, keeping no page.
   const stream = await storage.getStream(ref.key, req);
   await readSnapshot(stream, () => {}, { name: ref.key, ...(signal ? { signal } : {}) });
-}
-
-
-/** Run fn over items with at most `limit` in flight; fn must not throw except to abort everything. */
-async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && failure === undefined) {
-      const item = items[next++] as T;
-      try {
-        await fn(item);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure !== undefined) throw failure.error;
 }

@@ -10,7 +10,8 @@ import { createLogger } from '../../src/log.js';
 import { FileStorage } from '../../src/storage/file/file-storage.js';
 import { S3Storage } from '../../src/storage/s3/s3-storage.js';
 import type { ConditionalStorage, StorageClient } from '../../src/storage/storage-client.js';
-import { LEASE_KEY, newLeaseOwner, ReplicaLease } from '../../src/replicate/lease.js';
+import { ReplicaLease } from '../../src/replicate/lease.js';
+import { LEASE_KEY, newLeaseOwner } from '../../src/replicate/lease-record.js';
 import { startS3Server, type S3TestServer } from '../storage/s3-server.js';
 import { startMotoServer, type MotoServer } from '../storage/moto-server.js';
 

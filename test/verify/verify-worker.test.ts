@@ -114,7 +114,8 @@ describe('verifyInWorker', () => {
     process.env['TMPDIR'] = tmp;
 
     await appWrites(dbPath, 8, 250, 4096); // ~8 MB
-    agent = startAgent([dbPath, replica, '--sync-interval', '0', '--state-dir', stateDir]);
+    // The agent's control socket would default to TMPDIR too: keep it out of the checked dir.
+    agent = startAgent([dbPath, replica, '--sync-interval', '0', '--state-dir', stateDir, '--socket', join(dir, 'agent.sock')]);
     await waitUntil('the first generation', async () => (await runCliJson<ListOutput>(['list', replica, '--json']).catch(() => undefined))?.generations.length === 1);
     await appWrites(dbPath, 20, 3, 4096); // segments after the snapshot
     await waitUntil('the replica to hold what the agent captured', async () => {

@@ -1,0 +1,110 @@
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+
+/** SQLite's own files beside a database: never databases themselves. */
+const SIDE_FILE = /-(wal|shm|journal)$/;
+
+/**
+ * The databases a `dir` entry covers: files whose name matches the glob `pattern` (`*`, `?`,
+ * `[...]`), in `dir` or, with `recursive`, under it. Hidden entries (pitr's default state
+ * directory `.pitr` among them) and SQLite's -wal/-shm/-journal files are never taken.
+ */
+export function findDatabases(dir: string, pattern: string, recursive: boolean): string[] {
+  const re = globToRegExp(pattern);
+  const found: string[] = [];
+  const walk = (d: string): void => {
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return; // a directory that went away (or not there yet) holds nothing now
+    }
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) {
+        if (recursive) walk(p);
+        continue;
+      }
+      if (SIDE_FILE.test(e.name) || !re.test(e.name)) continue;
+      if (e.isFile() || (e.isSymbolicLink() && statSync(p, { throwIfNoEntry: false })?.isFile())) found.push(p);
+    }
+  };
+  walk(dir);
+  return found.sort();
+}
+
+/** {name} of a database found under `dir`: its path under `dir` without the file's extension. */
+export function nameOf(dir: string, dbPath: string): string {
+  const rel = relative(dir, dbPath).split(sep).join('/');
+  const slash = rel.lastIndexOf('/');
+  const dot = rel.lastIndexOf('.');
+  return dot > slash + 1 ? rel.slice(0, dot) : rel;
+}
+
+/** Replace every {name} in a template. */
+export function fillTemplate(template: string, name: string): string {
+  return template.split('{name}').join(name);
+}
+
+/** A file-name glob as a RegExp: `*` any run of characters, `?` one, `[...]` a class. */
+export function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i] as string;
+    if (c === '*') re += '.*';
+    else if (c === '?') re += '.';
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1);
+      if (end < 0) re += '\\[';
+      else {
+        const body = glob.slice(i + 1, end).replace(/\\/g, '\\\\');
+        re += `[${body.startsWith('!') ? `^${body.slice(1)}` : body}]`;
+        i = end;
+      }
+    } else re += c.replace(/[.+^${}()|\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/**
+ * Watches one `dir` entry by rescanning it every `everyMs` (a thousand names cost well under a
+ * millisecond): databases that appear are reported once, databases that disappear once. A rescan
+ * rather than file events: events are per write and per -wal file, a rescan is one readdir.
+ */
+export class DirDiscovery {
+  private known = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly dir: string,
+    private readonly pattern: string,
+    private readonly recursive: boolean,
+    private readonly onAdded: (dbPath: string) => void,
+    private readonly onRemoved: (dbPath: string) => void,
+  ) {}
+
+  /** Scan now (reporting what is there), then every `everyMs`. */
+  start(everyMs: number): void {
+    this.scan();
+    const loop = (): void => {
+      this.timer = setTimeout(() => {
+        this.scan();
+        loop();
+      }, everyMs);
+    };
+    loop();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  scan(): void {
+    const now = new Set(findDatabases(this.dir, this.pattern, this.recursive));
+    for (const p of now) if (!this.known.has(p)) this.onAdded(p);
+    for (const p of this.known) if (!now.has(p)) this.onRemoved(p);
+    this.known = now;
+  }
+}

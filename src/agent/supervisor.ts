@@ -1,0 +1,349 @@
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import { PitrError, isPitrError } from '../errors.js';
+import type { AgentConfig, DbSettings, DbSpec, DirDbSpec } from '../config/config-types.js';
+import type { Logger } from '../log.js';
+import { AgentMetrics } from '../monitor/metrics.js';
+import { agentHealthReport } from '../monitor/health.js';
+import { startMonitorServer } from '../monitor/http-server.js';
+import { openDatabase, type OpenedDatabase } from '../replicate/open-database.js';
+import type { Replicator } from '../replicate/replicator.js';
+import { Semaphore } from '../util/bounded.js';
+import { formatDuration } from '../util/duration.js';
+import { DirDiscovery, fillTemplate, nameOf } from './dir-discovery.js';
+import { restoreDirEntry, restorePathEntry } from './restore-missing.js';
+import { startControlServer } from './control-socket.js';
+import { checkExecCommand, startExecChild, exitCodeOf } from './exec-child.js';
+import type { AgentStatus, ControlHandlers, SnapshotResult, SyncResult } from './control-protocol.js';
+import { verifyInWorker } from '../verify/verify-worker.js';
+
+/** How often a `dir` entry is rescanned: new databases are picked up within about this long. */
+const DISCOVERY_MS = 2000;
+/** How long a database that failed to start waits before the next try (dir entries only). */
+const RETRY_START_MS = 30_000;
+/** Databases opened at once at start-up (each reads its files; a new one takes a first snapshot). */
+const STARTS_AT_ONCE = 8;
+/** Snapshots taken at once across the agent: each reads a whole database. */
+const SNAPSHOTS_AT_ONCE = 2;
+/**
+ * Requests per minute that idle replicas may cost the agent in heartbeats and in lease renewals,
+ * each: with many databases, their intervals stretch so that the total stays about this (1,000
+ * idle replicas at the 1 min default would otherwise be 1,000 PUTs a minute, plus 6,000 renewals).
+ */
+const IDLE_REQUESTS_PER_MIN = 100;
+const DEFAULT_LEASE_PERIOD_MS = 30_000;
+
+/** One database the agent runs (or tries to). */
+interface Running {
+  dbPath: string;
+  spec: DbSpec;
+  controller: AbortController;
+  opened?: OpenedDatabase;
+  replicator?: Replicator;
+  done: Promise<boolean>;
+  /** Set when the database could not start: why, for /healthz and `pitr agent status`. */
+  error?: string;
+}
+
+export interface SupervisorOptions {
+  config: AgentConfig;
+  version: string;
+  log: Logger;
+}
+
+/**
+ * The agent process: loads nothing itself (it is handed the config), and owns what the databases
+ * share: the HTTP server and one metrics registry, the global limits (starts and snapshots at
+ * once), the control socket, the `dir` discovery, and the exec child. Each database gets a
+ * replicator (capture, spool, snapshots) with one worker per replica; one timer ticks them all.
+ */
+export class Supervisor {
+  private readonly dbs = new Map<string, Running>();
+  private readonly metrics: AgentMetrics;
+  private readonly starts = new Semaphore(STARTS_AT_ONCE);
+  private readonly snapshots = new Semaphore(SNAPSHOTS_AT_ONCE);
+  private readonly discoveries: DirDiscovery[] = [];
+  private readonly log: Logger;
+  private server: Server | undefined;
+  private control: { path: string; close(): Promise<void> } | undefined;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private child: ReturnType<typeof startExecChild> | undefined;
+  private readonly startedAt = new Date().toISOString();
+  private readonly stopController = new AbortController();
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.log = opts.log;
+    this.metrics = new AgentMetrics(() => this.sources(), { processMetrics: opts.config.listen !== undefined });
+  }
+
+  /**
+   * Run until stop() (a signal) or, with `exec`, until the child exits; then capture and ship
+   * everything and resolve with the exit code: the child's with `exec`, else 0 when every database
+   * ended clean and 1 otherwise. Errors before replication runs (a missing bucket, a locked state
+   * directory of a `path` entry) reject.
+   */
+  async run(): Promise<number> {
+    const cfg = this.opts.config;
+    // A command that cannot start is refused before anything else runs.
+    if (cfg.exec !== undefined) checkExecCommand(cfg.exec);
+    if (cfg.restoreIfMissing) {
+      for (const spec of cfg.dbs) {
+        if (spec.kind === 'path') await restorePathEntry(spec, this.log);
+        else await restoreDirEntry(spec, this.log);
+      }
+    }
+    try {
+      if (cfg.listen) {
+        const started = await startMonitorServer(cfg.listen, {
+          metrics: () => this.metrics.render(),
+          health: () => {
+            const h = this.health();
+            return { ok: h.status === 'ok', body: h };
+          },
+        });
+        this.server = started.server;
+        this.log.info('serving metrics and health', { metrics: `${started.url}/metrics`, health: `${started.url}/healthz` });
+      }
+      // `path` entries must start: a mistake there is the operator's to fix now (exit 1).
+      const first: Promise<void>[] = [];
+      for (const spec of cfg.dbs) {
+        if (spec.kind === 'path') first.push(this.startDb(spec.path, spec, true));
+      }
+      await Promise.all(first);
+      for (const spec of cfg.dbs) if (spec.kind === 'dir') this.watchDir(spec);
+      this.control = await startControlServer(cfg.socket, this.controlHandlers(), this.log);
+      this.scheduleTick();
+      if (cfg.exec !== undefined && !this.stopping) this.startChild(cfg.exec);
+      await new Promise<void>((resolve) => {
+        if (this.stopController.signal.aborted) resolve();
+        else this.stopController.signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    } catch (err) {
+      await this.shutdown();
+      throw err;
+    }
+    const clean = await this.shutdown();
+    if (this.child) return exitCodeOf(await this.child.exited);
+    return clean ? 0 : 1;
+  }
+
+  /**
+   * SIGINT/SIGTERM: with an exec child, forward it and stop once the child has exited (the app
+   * finishes its last writes first, and they are shipped); without one, stop now.
+   */
+  signal(sig: NodeJS.Signals): 'forwarded' | 'stopping' {
+    if (this.child && !this.childExited) {
+      // The child shares the agent's process group: a terminal's Ctrl-C has reached it already,
+      // and many apps take a second SIGINT as "quit now".
+      const fromTerminal = sig === 'SIGINT' && !this.sawInt && process.stdin.isTTY === true;
+      if (sig === 'SIGINT') this.sawInt = true;
+      this.log.info('forwarding the signal to the exec child; stopping once it has exited', { signal: sig, pid: this.child.pid, ...(fromTerminal && { note: 'from the terminal: the child has it already' }) });
+      if (!fromTerminal) this.child.kill(sig);
+      return 'forwarded';
+    }
+    this.stop();
+    return 'stopping';
+  }
+
+  private sawInt = false;
+
+  stop(): void {
+    this.stopController.abort();
+  }
+
+  private childExited = false;
+
+  private startChild(cmd: string | string[]): void {
+    this.child = startExecChild(cmd, this.log);
+    this.child.exited.then(
+      (r) => {
+        this.childExited = true;
+        this.log.info('the exec child exited: shipping everything, then exiting with its code', { code: r.code, signal: r.signal });
+        this.stop();
+      },
+      (err: unknown) => {
+        this.childExited = true;
+        this.log.error('the exec child could not run: shipping everything, then exiting', { err });
+        this.stop();
+      },
+    );
+  }
+
+  private watchDir(spec: DirDbSpec): void {
+    const d = new DirDiscovery(
+      spec.dir,
+      spec.pattern,
+      spec.recursive,
+      (p) => void this.startDb(p, spec, false),
+      (p) => void this.letGo(p, 'its file was removed'),
+    );
+    this.discoveries.push(d);
+    d.start(DISCOVERY_MS);
+  }
+
+  /** Start replicating one database; `must` (a `path` entry at start) rethrows a failure. */
+  private async startDb(dbPath: string, spec: DbSpec, must: boolean): Promise<void> {
+    if (this.stopping || this.dbs.has(dbPath)) return;
+    const controller = new AbortController();
+    let ready!: (ok: boolean) => void;
+    const run: Running = { dbPath, spec, controller, done: new Promise((r) => (ready = r)) };
+    this.dbs.set(dbPath, run);
+    const log = this.log.child({ db: dbPath });
+    try {
+      const opened = await this.starts.run(() => openDatabase(this.databaseSpec(dbPath, spec), {
+        version: this.opts.version,
+        metrics: this.metrics.forDb(dbPath),
+        log,
+        verify: (req) => verifyInWorker(req),
+        snapshotSlot: (fn) => this.snapshots.run(fn),
+      }));
+      run.opened = opened;
+      run.replicator = opened.replicator;
+      if (controller.signal.aborted) {
+        await opened.release();
+        ready(true);
+        return;
+      }
+      let started!: () => void;
+      const live = new Promise<void>((r) => (started = r));
+      const result = opened.replicator.run(controller.signal, started).finally(() => opened.release());
+      void result.then((r) => ready(r.clean), (err: unknown) => {
+        log.error('replication of this database stopped on an error', { err });
+        run.error = errorText(err);
+        ready(false);
+      });
+      // A `path` entry counts as started once capture is live, so that exec starts after it.
+      if (must) await Promise.race([live, result.then(() => {})]);
+    } catch (err) {
+      run.error = errorText(err);
+      ready(false);
+      if (must) throw err;
+      log.error(`could not start replicating this database; retrying in ${formatDuration(RETRY_START_MS)}`, { err });
+      const t = setTimeout(() => {
+        if (this.dbs.get(dbPath) === run) {
+          this.dbs.delete(dbPath);
+          void this.startDb(dbPath, spec, false);
+        }
+      }, RETRY_START_MS);
+      t.unref();
+    }
+    this.scheduleTick();
+  }
+
+  /** Stop replicating one database (its file is gone): ship what was captured, then let go. */
+  private async letGo(dbPath: string, why: string): Promise<void> {
+    const run = this.dbs.get(dbPath);
+    if (!run) return;
+    this.log.info(`letting go of a database: ${why}`, { db: dbPath });
+    run.controller.abort();
+    await run.done;
+    if (this.dbs.get(dbPath) === run) this.dbs.delete(dbPath);
+    await this.metrics.forget(dbPath);
+  }
+
+  /** The settings of one database, with templates filled and idle costs scaled to the agent's size. */
+  private databaseSpec(dbPath: string, spec: DbSpec): Parameters<typeof openDatabase>[0] {
+    const name = spec.kind === 'dir' ? nameOf(spec.dir, dbPath) : '';
+    const fill = (s: string): string => (spec.kind === 'dir' ? fillTemplate(s, name) : s);
+    const stateDir = spec.stateDir !== undefined ? fill(spec.stateDir) : spec.kind === 'dir' ? join(spec.dir, '.pitr', name) : `${dbPath}-pitr`;
+    // Idle costs grow with the number of replicas: stretch their intervals so the agent's total
+    // stays about IDLE_REQUESTS_PER_MIN each (a handful of databases keep the configured ones).
+    const replicas = Math.max(1, [...this.dbs.values()].reduce((n, r) => n + Math.max(1, r.spec.replicas.length), 0));
+    const minIntervalMs = (replicas * 60_000) / IDLE_REQUESTS_PER_MIN;
+    const scale = <T extends { heartbeatIntervalMs: number }>(s: T): T =>
+      s.heartbeatIntervalMs > 0 && s.heartbeatIntervalMs < minIntervalMs ? { ...s, heartbeatIntervalMs: minIntervalMs } : s;
+    const settings: DbSettings = scale(spec.settings);
+    // A lease is renewed three times a period.
+    const leasePeriodMs = spec.settings.leasePeriodMs ?? (3 * minIntervalMs > DEFAULT_LEASE_PERIOD_MS ? Math.min(3 * minIntervalMs, 30 * 60_000) : undefined);
+    return {
+      dbPath,
+      stateDir,
+      replicas: spec.replicas.map((r) => ({ url: fill(r.url), settings: scale(r.settings) })),
+      settings,
+      leasePeriodMs,
+    };
+  }
+
+  /** One timer for every database: as often as the most demanding one asks (1-5 s). */
+  private scheduleTick(): void {
+    if (this.stopping) return;
+    clearTimeout(this.tickTimer);
+    let every = 5000;
+    for (const r of this.dbs.values()) if (r.replicator) every = Math.min(every, r.replicator.tickEvery());
+    this.tickTimer = setTimeout(() => {
+      const now = Date.now();
+      for (const r of this.dbs.values()) r.replicator?.tick(now);
+      this.scheduleTick();
+    }, Math.max(250, every));
+  }
+
+  private *sources(): Iterable<ReturnType<Replicator['metricsSource']>> {
+    for (const r of this.dbs.values()) if (r.replicator) yield r.replicator.metricsSource();
+  }
+
+  health(): ReturnType<typeof agentHealthReport> {
+    const reports = [...this.dbs.values()].map((r) =>
+      r.replicator && r.error === undefined
+        ? r.replicator.health()
+        : { status: 'lagging' as const, db: r.dbPath, maxLagSeconds: null, replicas: [], ...(r.error !== undefined && { error: r.error }) },
+    );
+    return agentHealthReport(reports);
+  }
+
+  private find(db: string): Replicator {
+    const r = this.dbs.get(db)?.replicator;
+    if (!r) throw new PitrError('CONTROL_FAILED', `this agent does not replicate ${db}`, 'run `pitr agent status` to see the databases it replicates');
+    return r;
+  }
+
+  private controlHandlers(): ControlHandlers {
+    return {
+      has: (db) => this.dbs.has(db),
+      status: (): AgentStatus => ({
+        pid: process.pid,
+        version: this.opts.version,
+        startedAt: this.startedAt,
+        config: this.opts.config.source,
+        dbs: [...this.dbs.values()].map((r) => {
+          const h = r.replicator?.health();
+          return {
+            db: r.dbPath,
+            generation: r.replicator?.position.generation ?? '',
+            txid: r.replicator?.position.txid ?? 0,
+            replicas: (h?.replicas ?? []).map((x) => ({ url: x.url, txid: x.lastTxid, lagSeconds: x.lagSeconds, healthy: x.healthy })),
+            ...(r.error !== undefined && { error: r.error }),
+          };
+        }),
+      }),
+      sync: async (db, timeoutMs): Promise<SyncResult[]> => {
+        const deadline = Date.now() + timeoutMs;
+        const targets = db === undefined ? [...this.dbs.values()].flatMap((r) => (r.replicator ? [r.replicator] : [])) : [this.find(db)];
+        return Promise.all(targets.map(async (r) => ({ db: r.dbPath, ...(await r.syncNow(deadline)) })));
+      },
+      snapshot: async (db, timeoutMs): Promise<SnapshotResult> => {
+        const r = await this.find(db).snapshotNow(Date.now() + timeoutMs);
+        return { db, txid: r.txid, key: '', shipped: r.shipped };
+      },
+    };
+  }
+
+  /** Stop every database (each captures and ships what is committed), close the servers. */
+  private async shutdown(): Promise<boolean> {
+    this.stopping = true;
+    clearTimeout(this.tickTimer);
+    for (const d of this.discoveries) d.stop();
+    const runs = [...this.dbs.values()];
+    for (const r of runs) r.controller.abort();
+    const results = await Promise.all(runs.map((r) => r.done));
+    await this.control?.close().catch(() => {});
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    return results.every(Boolean);
+  }
+}
+
+function errorText(err: unknown): string {
+  if (isPitrError(err)) return `${err.message} [${err.code}]`;
+  return err instanceof Error ? err.message : String(err);
+}
+

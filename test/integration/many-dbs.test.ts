@@ -1,0 +1,130 @@
+/**
+ * One agent, many databases, through the real CLI: a config with a `dir` of 50 databases and two
+ * replicas each, databases created and removed while the agent runs, the control socket's sync
+ * and status, and a clean stop after which every database restores exactly from both replicas.
+ * The test process plays the tenants' app (its own SQLite connections); the agent is a child.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { openAppDatabase, appCommit } from '../fixtures/app-schema.js';
+import { digestDatabase } from '../fixtures/digest.js';
+import { openStorage } from '../../src/storage/open-storage.js';
+import { restore } from '../../src/restore/restore.js';
+import { makeTempDir, removeTempDir, runCli, startAgent, waitUntil, describeRun } from './helpers.js';
+
+const temps: string[] = [];
+after(async () => {
+  for (const t of temps) await removeTempDir(t);
+});
+
+interface StatusJson {
+  pid: number;
+  dbs: { db: string; txid: number; generation: string; replicas: { url: string; txid: number; lagSeconds: number }[] }[];
+}
+
+/** Restore the latest state of `url` and return its digest. */
+async function restoredDigest(url: string, out: string): Promise<string> {
+  const storage = await openStorage(url);
+  try {
+    await restore({ storage, output: out, target: { kind: 'latest' } });
+  } finally {
+    await storage.close();
+  }
+  const db = new Database(out, { readonly: true });
+  try {
+    return digestDatabase(db);
+  } finally {
+    db.close();
+  }
+}
+
+describe('one agent, many databases (config file, dir entry)', () => {
+  it('replicates a directory of 50 databases to two replicas each, picking up new ones and letting go of removed ones', async () => {
+    const root = await makeTempDir('pitr-many-');
+    temps.push(root);
+    const tenants = join(root, 'tenants');
+    mkdirSync(tenants);
+    const runtime = join(root, 'run');
+    mkdirSync(runtime, { mode: 0o700 });
+    const env = { XDG_RUNTIME_DIR: runtime, REPLICA_ROOT: root };
+    const apps = new Map<string, Database.Database>();
+    const open = (name: string): void => {
+      const db = openAppDatabase(join(tenants, `${name}.db`));
+      appCommit(db, 3);
+      apps.set(name, db);
+    };
+    for (let i = 0; i < 50; i++) open(`t${String(i).padStart(2, '0')}`);
+    // Not databases of the entry: another extension, and a hidden file.
+    writeFileSync(join(tenants, 'notes.txt'), 'not a database');
+    writeFileSync(join(tenants, '.hidden.db'), '');
+    const config = join(root, 'pitr.yml');
+    writeFileSync(
+      config,
+      [
+        'sync-interval: 0',
+        'log-format: json',
+        'dbs:',
+        `  - dir: ${tenants}`,
+        '    pattern: "*.db"',
+        '    replicas:',
+        '      - url: file://${REPLICA_ROOT}/r1/{name}',
+        '      - url: ${REPLICA_ROOT}/r2/{name}',
+        '        sync-interval: 1s',
+        '',
+      ].join('\n'),
+    );
+    const agent = startAgent(['--config', config], { env });
+    try {
+      const status = async (): Promise<StatusJson> => {
+        const r = await runCli(['agent', 'status', '--json'], { env });
+        if (r.code !== 0) throw new Error(describeRun(r));
+        return JSON.parse(r.stdout) as StatusJson;
+      };
+      const caughtUp = (s: StatusJson, names: string[]): boolean =>
+        names.every((n) => {
+          const d = s.dbs.find((x) => x.db === join(tenants, `${n}.db`));
+          return d !== undefined && d.txid > 0 && d.replicas.length === 2 && d.replicas.every((r) => r.txid >= d.txid);
+        });
+      await waitUntil('all 50 databases caught up in both replicas', async () => caughtUp(await status(), [...apps.keys()]), { timeoutMs: 180_000 });
+      const s1 = await status();
+      assert.equal(s1.dbs.length, 50, 'exactly the 50 *.db files, no other file');
+
+      // New tenants appear; old ones go away (file, -wal and -shm removed by their app).
+      for (let i = 50; i < 55; i++) open(`t${i}`);
+      const gone = ['t00', 't01', 't02'];
+      for (const n of gone) {
+        apps.get(n)?.close();
+        apps.delete(n);
+        for (const suffix of ['', '-wal', '-shm']) rmSync(join(tenants, `${n}.db${suffix}`), { force: true });
+      }
+      await waitUntil('the new databases replicated and the removed ones let go', async () => {
+        const s = await status();
+        return s.dbs.length === 52 && caughtUp(s, [...apps.keys()]) && !s.dbs.some((d) => gone.some((n) => d.db.endsWith(`/${n}.db`)));
+      }, { timeoutMs: 120_000 });
+
+      // More writes, then `pitr sync` for everything: it returns once every replica holds them.
+      for (const [, db] of apps) appCommit(db, 2);
+      const sync = await runCli(['sync', '--json'], { env, timeoutMs: 120_000 });
+      assert.equal(sync.code, 0, describeRun(sync));
+
+      const stopped = await agent.stop('SIGTERM');
+      assert.equal(stopped.code, 0, `agent exits 0 after a clean stop\n${stopped.stderr.slice(-3000)}`);
+      // Every database, from each replica, restores to exactly its content.
+      let n = 0;
+      for (const [name, db] of apps) {
+        const want = digestDatabase(db);
+        for (const r of ['r1', 'r2']) {
+          assert.equal(await restoredDigest(join(root, r, name), join(root, `out-${n++}.db`)), want, `${name} from ${r}`);
+        }
+      }
+      // Each database has its own state directory in the hidden .pitr (not picked up as a database).
+      assert.match(stopped.stderr, /letting go of a database/);
+    } finally {
+      await agent.stop('SIGKILL');
+      for (const db of apps.values()) db.close();
+    }
+  });
+});

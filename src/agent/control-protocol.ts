@@ -43,6 +43,8 @@ export interface SyncResult {
   txid: number;
   /** Per replica: reached the txid (true) or not within the timeout. */
   replicas: { url: string; txid: number; ok: boolean }[];
+  /** Why this database is not replicating (it could not start): nothing could be shipped. */
+  error?: string;
 }
 
 export interface SnapshotResult {

@@ -292,9 +292,15 @@ export class Supervisor {
   }
 
   private find(db: string): Replicator {
-    const r = this.dbs.get(db)?.replicator;
-    if (!r) throw new PitrError('CONTROL_FAILED', `this agent does not replicate ${db}`, 'run `pitr agent status` to see the databases it replicates');
-    return r;
+    const run = this.dbs.get(db) ?? this.missing(db);
+    if (!run.replicator || run.error !== undefined) {
+      throw new PitrError('CONTROL_FAILED', `${db} is not replicating: ${run.error ?? 'it is starting'}`, 'see the agent\'s log, or `pitr agent status`');
+    }
+    return run.replicator;
+  }
+
+  private missing(db: string): never {
+    throw new PitrError('CONTROL_FAILED', `this agent does not replicate ${db}`, 'run `pitr agent status` to see the databases it replicates');
   }
 
   private controlHandlers(): ControlHandlers {
@@ -318,8 +324,14 @@ export class Supervisor {
       }),
       sync: async (db, timeoutMs): Promise<SyncResult[]> => {
         const deadline = Date.now() + timeoutMs;
-        const targets = db === undefined ? [...this.dbs.values()].flatMap((r) => (r.replicator ? [r.replicator] : [])) : [this.find(db)];
-        return Promise.all(targets.map(async (r) => ({ db: r.dbPath, ...(await r.syncNow(deadline)) })));
+        const runs = db === undefined ? [...this.dbs.values()] : [this.dbs.get(db) ?? this.missing(db)];
+        return Promise.all(
+          runs.map(async (r): Promise<SyncResult> => {
+            // A database that could not start has nothing to ship: say so rather than fail them all.
+            if (r.error !== undefined || !r.replicator) return { db: r.dbPath, txid: 0, replicas: [], error: r.error ?? 'starting' };
+            return { db: r.dbPath, ...(await r.replicator.syncNow(deadline)) };
+          }),
+        );
       },
       snapshot: async (db, timeoutMs): Promise<SnapshotResult> => {
         const r = await this.find(db).snapshotNow(Date.now() + timeoutMs);

@@ -31,10 +31,13 @@ export function syncCommand(): Command {
       try {
         const abs = absoluteDb(db);
         const { socket, result } = await askAgent<SyncResult[]>(flags.socket, abs, { op: 'sync', ...(abs === undefined ? {} : { db: abs }), timeoutMs: flags.timeout }, flags.timeout);
-        const ok = result.every((d) => d.replicas.every((r) => r.ok));
+        const ok = result.every((d) => d.error === undefined && d.replicas.every((r) => r.ok));
         process.stdout.write(flags.json ? JSON.stringify({ socket, ok, dbs: result }) + '\n' : human(result));
         if (!ok) {
-          process.stderr.write('pitr: not every replica reached the captured txid within the timeout\n  hint: see `pitr agent status` for its lag and health; a longer --timeout may help\n');
+          for (const d of result) if (d.error !== undefined) process.stderr.write(`pitr: ${d.db} is not replicating: ${d.error}\n`);
+          if (result.some((d) => d.error === undefined && !d.replicas.every((r) => r.ok))) {
+            process.stderr.write('pitr: not every replica reached the captured txid within the timeout\n  hint: see `pitr agent status` for its lag and health; a longer --timeout may help\n');
+          }
         }
         process.exitCode = ok ? 0 : 1;
       } catch (err) {
@@ -47,7 +50,7 @@ function human(results: SyncResult[]): string {
   if (results.length === 0) return 'the agent replicates no database\n';
   const out: string[] = [];
   for (const d of results) {
-    out.push(`${d.db}  txid ${d.txid}`);
+    out.push(d.error === undefined ? `${d.db}  txid ${d.txid}` : `${d.db}  NOT REPLICATING: ${d.error}`);
     for (const r of d.replicas) out.push(`  ${r.url}  txid ${r.txid}  ${r.ok ? 'ok' : `BEHIND (${d.txid - r.txid} txids)`}`);
   }
   return out.join('\n') + '\n';

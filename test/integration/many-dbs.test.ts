@@ -5,7 +5,7 @@
  * The test process plays the tenants' app (its own SQLite connections); the agent is a child.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -126,5 +126,99 @@ describe('one agent, many databases (config file, dir entry)', () => {
       await agent.stop('SIGKILL');
       for (const db of apps.values()) db.close();
     }
+  });
+
+  it('a database that cannot start leaves the others running, is listed unhealthy, and a SIGKILLed agent continues every generation', async () => {
+    const root = await makeTempDir('pitr-many-bad-');
+    temps.push(root);
+    const tenants = join(root, 'tenants');
+    mkdirSync(tenants);
+    const runtime = join(root, 'run');
+    mkdirSync(runtime, { mode: 0o700 });
+    const env = { XDG_RUNTIME_DIR: runtime };
+    const apps = new Map<string, Database.Database>();
+    for (const name of ['a', 'b', 'c']) {
+      const db = openAppDatabase(join(tenants, `${name}.db`));
+      appCommit(db, 2);
+      apps.set(name, db);
+    }
+    // Almost a database: the right name, not SQLite.
+    writeFileSync(join(tenants, 'broken.db'), Buffer.alloc(8192, 7));
+    const config = join(root, 'pitr.yml');
+    writeFileSync(config, ['listen: 127.0.0.1:0', 'log-format: json', 'dbs:', `  - dir: ${tenants}`, '    replicas:', `      - ${join(root, 'r')}/{name}`, ''].join('\n'));
+    const status = async (): Promise<StatusJson> => {
+      const r = await runCli(['agent', 'status', '--json'], { env });
+      if (r.code !== 0) throw new Error(describeRun(r));
+      return JSON.parse(r.stdout) as StatusJson;
+    };
+    const generations = async (): Promise<Map<string, string>> => {
+      const s = await status();
+      return new Map(s.dbs.filter((d) => d.generation !== '').map((d) => [d.db, d.generation]));
+    };
+    let agent = startAgent(['--config', config], { env });
+    try {
+      const base = await waitUntil('the monitor server', () => {
+        for (const line of agent.output().stderr.split('\n')) {
+          if (line.includes('serving metrics and health')) return (JSON.parse(line) as { health: string }).health.replace(/\/healthz$/, '');
+        }
+        return undefined;
+      });
+      await waitUntil('the three databases replicating', async () => (await generations()).size === 3);
+      const health = (await (await fetch(`${base}/healthz`)).json()) as { status: string; databases: number; unhealthy: { db: string; error?: string }[] };
+      assert.equal(health.status, 'lagging');
+      assert.equal(health.databases, 4);
+      assert.deepEqual(health.unhealthy.map((u) => u.db), [join(tenants, 'broken.db')], 'only the broken file is unhealthy');
+      assert.match(health.unhealthy[0]?.error ?? '', /\[DB_/);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      for (const name of ['a', 'b', 'c']) assert.match(metrics, new RegExp(`pitr_captured_txid\\{db="${join(tenants, `${name}.db`).replace(/[/.]/g, '\\$&')}"\\}`));
+      // The others replicate on: a commit reaches its replica.
+      appCommit(apps.get('a') as Database.Database, 1);
+      const sync = await runCli(['sync', join(tenants, 'a.db')], { env });
+      assert.equal(sync.code, 0, describeRun(sync));
+
+      // SIGKILL, then a new agent: every database continues its generation.
+      const before = await generations();
+      await agent.stop('SIGKILL');
+      for (const [, db] of apps) appCommit(db, 1);
+      agent = startAgent(['--config', config], { env });
+      await waitUntil('the three databases replicating again', async () => (await generations()).size === 3);
+      assert.deepEqual(await generations(), before, 'each database continues its generation after a SIGKILL');
+      // `pitr sync` of everything says the broken file is not replicating (exit 1); each good one syncs.
+      const all = await runCli(['sync', '--json'], { env });
+      assert.equal(all.code, 1, describeRun(all));
+      assert.match(all.stderr, /broken\.db is not replicating/);
+      for (const name of apps.keys()) {
+        const one = await runCli(['sync', join(tenants, `${name}.db`)], { env });
+        assert.equal(one.code, 0, describeRun(one));
+      }
+      const stopped = await agent.stop('SIGTERM');
+      // The broken file never replicated: the agent says so with its exit code.
+      assert.equal(stopped.code, 1, stopped.stderr.slice(-2000));
+      let n = 0;
+      for (const [name, db] of apps) {
+        assert.equal(await restoredDigest(join(root, 'r', name), join(root, `out-${n++}.db`)), digestDatabase(db), name);
+      }
+    } finally {
+      await agent.stop('SIGKILL');
+      for (const db of apps.values()) db.close();
+    }
+  });
+
+  it('refuses a config with an unknown key or an unset variable before starting anything', async () => {
+    const root = await makeTempDir('pitr-many-conf-');
+    temps.push(root);
+    const config = join(root, 'pitr.yml');
+    writeFileSync(config, ['dbs:', `  - path: ${join(root, 'app.db')}`, '    replicas:', `      - url: ${join(root, 'r')}`, '        sync-intervall: 1s', ''].join('\n'));
+    const r = await runCli(['replicate', '--config', config]);
+    assert.equal(r.code, 1, describeRun(r));
+    assert.match(r.stderr, /sync-intervall/);
+    assert.match(r.stderr, /pitr\.yml:5:/);
+    assert.match(r.stderr, /CONFIG_INVALID/);
+    writeFileSync(config, ['dbs:', `  - path: ${join(root, 'app.db')}`, '    replicas:', '      - ${PITR_TEST_UNSET_REPLICA}', ''].join('\n'));
+    const unset = await runCli(['replicate', '--config', config]);
+    assert.equal(unset.code, 1, describeRun(unset));
+    assert.match(unset.stderr, /PITR_TEST_UNSET_REPLICA/);
+    // Nothing was created next to the database.
+    assert.deepEqual(readdirSync(root).sort(), ['pitr.yml']);
   });
 });

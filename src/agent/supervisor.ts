@@ -11,6 +11,7 @@ import type { Replicator } from '../replicate/replicator.js';
 import { Semaphore } from '../util/bounded.js';
 import { formatDuration } from '../util/duration.js';
 import { DirDiscovery, fillTemplate, nameOf } from './dir-discovery.js';
+import { FDS_PER_DATABASE, databaseCapacity, openFilesLimit } from './fd-budget.js';
 import { restoreDirEntry, restorePathEntry } from './restore-missing.js';
 import { startControlServer } from './control-socket.js';
 import { checkExecCommand, startExecChild, exitCodeOf } from './exec-child.js';
@@ -71,6 +72,8 @@ export class Supervisor {
   private child: ReturnType<typeof startExecChild> | undefined;
   private readonly startedAt = new Date().toISOString();
   private readonly stopController = new AbortController();
+  /** How many databases fit under the open-files limit (see fd-budget.ts). */
+  private readonly capacity = databaseCapacity();
 
   constructor(private readonly opts: SupervisorOptions) {
     this.log = opts.log;
@@ -191,6 +194,12 @@ export class Supervisor {
     this.dbs.set(dbPath, run);
     const log = this.log.child({ db: dbPath });
     try {
+      // Out of file descriptors mid-capture, SQLite and the spool fail in ways that help nobody:
+      // refuse the database now, naming the limit (retried like any start that failed).
+      const held = [...this.dbs.values()].filter((r) => r.error === undefined && r !== run).length;
+      if (held >= this.capacity) {
+        throw new PitrError('TOO_MANY_OPEN_FILES', `no file descriptors left to replicate ${dbPath}: each database needs about ${FDS_PER_DATABASE}, and the limit on open files is ${openFilesLimit()}`, `raise the limit (ulimit -n, or LimitNOFILE= in the systemd unit) to at least ${FDS_PER_DATABASE} x the number of databases + 256`);
+      }
       const opened = await this.starts.run(() => openDatabase(this.databaseSpec(dbPath, spec), {
         version: this.opts.version,
         metrics: this.metrics.forDb(dbPath),

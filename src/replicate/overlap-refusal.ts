@@ -1,7 +1,7 @@
 import type { Catalog } from '../catalog/catalog.js';
 import type { Logger } from '../log.js';
 import type { Spool } from './spool.js';
-import type { ShipperOptions } from './shipper.js';
+import type { ShipperOptions } from './shipper-options.js';
 
 /**
  * A txid names one transaction in a replica. The agent numbers a new generation above what the

@@ -2,7 +2,7 @@ import type { StorageClient } from '../storage/storage-client.js';
 import type { Logger } from '../log.js';
 import { HEARTBEAT_KEY, MAX_HEARTBEAT_ENDS, encodeHeartbeat } from '../monitor/heartbeat.js';
 import type { RemoteGenerations } from './remote-generations.js';
-import type { ShipperOptions } from './shipper.js';
+import type { ShipperOptions } from './shipper-options.js';
 
 /**
  * Least spacing of marker writes after uploads. Each costs one small PUT, so under sustained writes

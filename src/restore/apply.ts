@@ -8,7 +8,7 @@ import { PageWriter } from './page-writer.js';
 import { BufferPool } from '../util/buffer-pool.js';
 import { WriteBehind } from '../util/write-behind.js';
 import { DamagedObjectError, readingObject } from './replan.js';
-import type { RestoreProgress } from './restore.js';
+import type { RestoreProgress } from './restore-progress.js';
 
 export interface Applied {
   txid: number;

@@ -13,7 +13,8 @@ import { openAppDatabase, appCommit } from '../fixtures/app-schema.js';
 import { digestDatabase } from '../fixtures/digest.js';
 import { openStorage } from '../../src/storage/open-storage.js';
 import { restore } from '../../src/restore/restore.js';
-import { makeTempDir, removeTempDir, runCli, startAgent, waitUntil, describeRun } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { CLI_PATH, makeTempDir, removeTempDir, runCli, startAgent, waitUntil, describeRun } from './helpers.js';
 
 const temps: string[] = [];
 after(async () => {
@@ -220,5 +221,48 @@ describe('one agent, many databases (config file, dir entry)', () => {
     assert.match(unset.stderr, /PITR_TEST_UNSET_REPLICA/);
     // Nothing was created next to the database.
     assert.deepEqual(readdirSync(root).sort(), ['pitr.yml']);
+  });
+
+  it('under a low open-files limit, admits the databases that fit and refuses the rest by name (TOO_MANY_OPEN_FILES)', async () => {
+    const root = await makeTempDir('pitr-many-fds-');
+    temps.push(root);
+    const tenants = join(root, 'tenants');
+    mkdirSync(tenants);
+    const runtime = join(root, 'run');
+    mkdirSync(runtime, { mode: 0o700 });
+    for (let i = 0; i < 40; i++) {
+      const db = openAppDatabase(join(tenants, `d${i}.db`));
+      appCommit(db, 1);
+      db.close();
+    }
+    const config = join(root, 'pitr.yml');
+    writeFileSync(config, ['log-format: json', 'dbs:', `  - dir: ${tenants}`, '    replicas:', `      - ${join(root, 'r')}/{name}`, ''].join('\n'));
+    // The real limit, set the way an operator's shell or unit would.
+    const child = spawn('sh', ['-c', 'ulimit -n 500 && exec "$0" "$@"', process.execPath, CLI_PATH, 'replicate', '--config', config], {
+      env: { ...process.env, XDG_RUNTIME_DIR: runtime, NODE_TEST_CONTEXT: '' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    try {
+      const status = await waitUntil('the agent to settle: every database either replicating or refused', async () => {
+        const r = await runCli(['agent', 'status', '--json'], { env: { XDG_RUNTIME_DIR: runtime } });
+        if (r.code !== 0) return undefined;
+        const s = JSON.parse(r.stdout) as { dbs: { db: string; txid: number; error?: string }[] };
+        return s.dbs.length === 40 && s.dbs.every((d) => d.txid > 0 || d.error !== undefined) ? s : undefined;
+      }, { timeoutMs: 120_000 });
+      const refused = status.dbs.filter((d) => d.error !== undefined);
+      assert.ok(refused.length > 0 && refused.length < 40, `some databases fit, some do not (${refused.length} refused)`);
+      for (const d of refused) assert.match(d.error ?? '', /TOO_MANY_OPEN_FILES/);
+      assert.doesNotMatch(stderr, /EMFILE/, 'no database ran into the limit itself');
+      for (const d of status.dbs.filter((x) => x.error === undefined).slice(0, 3)) {
+        const one = await runCli(['sync', d.db], { env: { XDG_RUNTIME_DIR: runtime } });
+        assert.equal(one.code, 0, describeRun(one));
+      }
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 });

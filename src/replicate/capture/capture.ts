@@ -10,7 +10,6 @@ import { addPass, type PassResult } from './pass-result.js';
 import { WalPump, type ChainState } from './wal-pump.js';
 import { Checkpointer } from './checkpointer.js';
 import { continuityProblem, notePageOneFrames, scanAtStart } from './continuity.js';
-import type { Logger } from '../../log.js';
 
 /** A consistent view for a snapshot: the chain state plus where each page's newest copy is. */
 export interface SnapshotView {
@@ -24,20 +23,8 @@ export interface SnapshotView {
   pageMap: Map<number, number>;
 }
 
-export interface CaptureOptions {
-  dbPath: string;
-  stateDir: string;
-  /** PASSIVE checkpoint once the WAL holds this many frames (all spooled). */
-  checkpointFrames: number;
-  /** TRUNCATE checkpoint once the WAL file is this large (0 = never). */
-  truncateBytes: number;
-  /**
-   * Reset the WAL under a brief write lock once the captured part of the WAL is this large and
-   * PASSIVE checkpoints alone cannot restart it (0 = never). See Checkpointer.resetWal.
-   */
-  resetBytes: number;
-  log: Logger;
-}
+import type { CaptureOptions } from './capture-options.js';
+export type { CaptureOptions } from './capture-options.js';
 
 /** A pass that finds nothing new this long after the last capture counts as a quiet moment. */
 export const QUIET_MS = 250;

@@ -4,7 +4,7 @@ import { errnoCode, isPitrError } from '../../errors.js';
 import type { SourceDb, CheckpointResult } from '../../db/source-db.js';
 import { addPass, type PassResult } from './pass-result.js';
 import type { WalPump } from './wal-pump.js';
-import type { CaptureOptions } from './capture.js';
+import type { CaptureOptions } from './capture-options.js';
 
 /** How long a WAL reset waits for the app's write transaction to end (pitr's thread blocks meanwhile). */
 const RESET_LOCK_WAIT_MS = 20;

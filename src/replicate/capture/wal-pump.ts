@@ -9,7 +9,7 @@ import { SegmentBodyBuilder } from '../../segment/segment-builder.js';
 import type { Spool } from '../spool.js';
 import { savePosition, type Position } from './position.js';
 import type { PassResult } from './pass-result.js';
-import type { CaptureOptions } from './capture.js';
+import type { CaptureOptions } from './capture-options.js';
 
 /** The capture chain: what has been spooled, and where that leaves us in the WAL. */
 export interface ChainState {

@@ -45,6 +45,8 @@ export interface SyncResult {
   replicas: { url: string; txid: number; ok: boolean }[];
   /** Why this database is not replicating (it could not start): nothing could be shipped. */
   error?: string;
+  /** Not replicating yet, and nothing to ship: it waits for its file, or is opening. */
+  note?: string;
 }
 
 export interface SnapshotResult {

@@ -3,11 +3,13 @@ import { join, relative, sep } from 'node:path';
 
 /** SQLite's own files beside a database: never databases themselves. */
 const SIDE_FILE = /-(wal|shm|journal)$/;
+/** pitr's own directories: a state directory (`DB-pitr`, `.pitr`) holds a lock that is a SQLite file. */
+const PITR_DIR = /-pitr$/;
 
 /**
  * The databases a `dir` entry covers: files whose name matches the glob `pattern` (`*`, `?`,
- * `[...]`), in `dir` or, with `recursive`, under it. Hidden entries (pitr's default state
- * directory `.pitr` among them) and SQLite's -wal/-shm/-journal files are never taken.
+ * `[...]`), in `dir` or, with `recursive`, under it. Hidden entries, pitr's own directories (`.pitr`,
+ * `DB-pitr`) and SQLite's -wal/-shm/-journal files are never taken.
  */
 export function findDatabases(dir: string, pattern: string, recursive: boolean): string[] {
   const re = globToRegExp(pattern);
@@ -23,7 +25,7 @@ export function findDatabases(dir: string, pattern: string, recursive: boolean):
       if (e.name.startsWith('.')) continue;
       const p = join(d, e.name);
       if (e.isDirectory()) {
-        if (recursive) walk(p);
+        if (recursive && !PITR_DIR.test(e.name)) walk(p);
         continue;
       }
       if (SIDE_FILE.test(e.name) || !re.test(e.name)) continue;
@@ -84,7 +86,11 @@ export class DirDiscovery {
     private readonly onRemoved: (dbPath: string) => void,
   ) {}
 
-  /** Scan now (reporting what is there), then every `everyMs`. */
+  /**
+   * Scan now (reporting what is there), then every `everyMs`. A file that matches but is not a
+   * database is reported too: it fails to start and is listed unhealthy with its error, rather
+   * than a damaged tenant database going unnoticed.
+   */
   start(everyMs: number): void {
     this.scan();
     const loop = (): void => {

@@ -1,16 +1,16 @@
-import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { PitrError, isPitrError } from '../errors.js';
-import type { AgentConfig, DbSettings, DbSpec, DirDbSpec } from '../config/config-types.js';
+import type { AgentConfig, DbSpec, DirDbSpec } from '../config/config-types.js';
 import type { Logger } from '../log.js';
 import { AgentMetrics } from '../monitor/metrics.js';
 import { agentHealthReport } from '../monitor/health.js';
 import { startMonitorServer } from '../monitor/http-server.js';
-import { openDatabase, type OpenedDatabase } from '../replicate/open-database.js';
+import { openDatabase, type DatabaseSpec, type OpenedDatabase } from '../replicate/open-database.js';
+import { databaseSpec } from './database-spec.js';
 import type { Replicator } from '../replicate/replicator.js';
 import { Semaphore } from '../util/bounded.js';
 import { formatDuration } from '../util/duration.js';
-import { DirDiscovery, fillTemplate, nameOf } from './dir-discovery.js';
+import { DirDiscovery, findDatabases } from './dir-discovery.js';
 import { FDS_PER_DATABASE, databaseCapacity, openFilesLimit } from './fd-budget.js';
 import { restoreDirEntry, restorePathEntry } from './restore-missing.js';
 import { startControlServer } from './control-socket.js';
@@ -22,18 +22,10 @@ import { verifyInWorker } from '../verify/verify-worker.js';
 const DISCOVERY_MS = 2000;
 /** How long a database that failed to start waits before the next try (dir entries only). */
 const RETRY_START_MS = 30_000;
-/** Databases opened at once at start-up (each reads its files; a new one takes a first snapshot). */
+/** Databases opened at once at start-up (paths, locks, leases, replica identity: requests to each replica). */
 const STARTS_AT_ONCE = 8;
 /** Snapshots taken at once across the agent: each reads a whole database. */
 const SNAPSHOTS_AT_ONCE = 2;
-/**
- * Requests per minute that idle replicas may cost the agent in heartbeats and in lease renewals,
- * each: with many databases, their intervals stretch so that the total stays about this (1,000
- * idle replicas at the 1 min default would otherwise be 1,000 PUTs a minute, plus 6,000 renewals).
- */
-const IDLE_REQUESTS_PER_MIN = 100;
-const DEFAULT_LEASE_PERIOD_MS = 30_000;
-
 /** One database the agent runs (or tries to). */
 interface Running {
   dbPath: string;
@@ -72,6 +64,8 @@ export class Supervisor {
   private child: ReturnType<typeof startExecChild> | undefined;
   private readonly startedAt = new Date().toISOString();
   private readonly stopController = new AbortController();
+  /** Replicas the config held at start (databases a `dir` entry had then, times their replicas). */
+  private expectedReplicas = 0;
   /** How many databases fit under the open-files limit (see fd-budget.ts). */
   private readonly capacity = databaseCapacity();
 
@@ -96,6 +90,12 @@ export class Supervisor {
         else await restoreDirEntry(spec, this.log);
       }
     }
+    // Idle costs are set per database when it starts: count what the config holds now, so that the
+    // first databases of a large directory do not keep the intervals of a small agent.
+    this.expectedReplicas = cfg.dbs.reduce(
+      (n, spec) => n + Math.max(1, spec.replicas.length) * (spec.kind === 'path' ? 1 : findDatabases(spec.dir, spec.pattern, spec.recursive).length),
+      0,
+    );
     try {
       if (cfg.listen) {
         const started = await startMonitorServer(cfg.listen, {
@@ -114,7 +114,11 @@ export class Supervisor {
         if (spec.kind === 'path') first.push(this.startDb(spec.path, spec, true));
       }
       await Promise.all(first);
-      for (const spec of cfg.dbs) if (spec.kind === 'dir') this.watchDir(spec);
+      // The databases a `dir` entry holds now are replicating (or failed, or wait for their file)
+      // before the exec child starts, like `path` entries.
+      const found: Promise<void>[] = [];
+      for (const spec of cfg.dbs) if (spec.kind === 'dir') this.watchDir(spec, found);
+      await Promise.all(found);
       this.control = await startControlServer(cfg.socket, this.controlHandlers(), this.log);
       this.scheduleTick();
       if (cfg.exec !== undefined && !this.stopping) this.startChild(cfg.exec);
@@ -127,7 +131,16 @@ export class Supervisor {
       throw err;
     }
     const clean = await this.shutdown();
-    if (this.child) return exitCodeOf(await this.child.exited);
+    if (this.child) {
+      const code = exitCodeOf(await this.child.exited);
+      // The app's code, unless the app ended well and its last commits did not all reach the
+      // replicas: a 0 then would say "all safe" about data that is only in the spool.
+      if (code === 0 && !clean) {
+        this.log.error('the exec child exited 0, but not everything reached the replicas: exiting 1 (the rest stays in the spool and ships on the next start)');
+        return 1;
+      }
+      return code;
+    }
     return clean ? 0 : 1;
   }
 
@@ -173,19 +186,30 @@ export class Supervisor {
     );
   }
 
-  private watchDir(spec: DirDbSpec): void {
+  /** Watch a `dir` entry; the starts of what its first scan finds go into `found`. */
+  private watchDir(spec: DirDbSpec, found: Promise<void>[]): void {
+    let first = true;
     const d = new DirDiscovery(
       spec.dir,
       spec.pattern,
       spec.recursive,
-      (p) => void this.startDb(p, spec, false),
+      (p) => {
+        const started = this.startDb(p, spec, false);
+        if (first) found.push(started);
+      },
       (p) => void this.letGo(p, 'its file was removed'),
     );
     this.discoveries.push(d);
     d.start(DISCOVERY_MS);
+    first = false;
   }
 
-  /** Start replicating one database; `must` (a `path` entry at start) rethrows a failure. */
+  /**
+   * Start replicating one database. `must` (a `path` entry at start): a failure is rethrown (the
+   * agent exits 1); otherwise it is logged, shown in /healthz and `pitr agent status`, and the
+   * database is tried again after RETRY_START_MS, whether it failed to start or later. Resolves
+   * once capture is live (or waits for the app to create the file), or the start failed.
+   */
   private async startDb(dbPath: string, spec: DbSpec, must: boolean): Promise<void> {
     if (this.stopping || this.dbs.has(dbPath)) return;
     const controller = new AbortController();
@@ -217,27 +241,33 @@ export class Supervisor {
       let started!: () => void;
       const live = new Promise<void>((r) => (started = r));
       const result = opened.replicator.run(controller.signal, started).finally(() => opened.release());
-      void result.then((r) => ready(r.clean), (err: unknown) => {
-        log.error('replication of this database stopped on an error', { err });
-        run.error = errorText(err);
-        ready(false);
-      });
-      // A `path` entry counts as started once capture is live, so that exec starts after it.
-      if (must) await Promise.race([live, result.then(() => {})]);
+      result.then(
+        (r) => ready(r.clean),
+        (err: unknown) => {
+          run.error = errorText(err);
+          ready(false);
+          if (!must) this.retryLater(run, log, 'replication of this database stopped on an error', err);
+        },
+      );
+      await Promise.race([live, result.then(() => {})]);
     } catch (err) {
       run.error = errorText(err);
       ready(false);
       if (must) throw err;
-      log.error(`could not start replicating this database; retrying in ${formatDuration(RETRY_START_MS)}`, { err });
-      const t = setTimeout(() => {
-        if (this.dbs.get(dbPath) === run) {
-          this.dbs.delete(dbPath);
-          void this.startDb(dbPath, spec, false);
-        }
-      }, RETRY_START_MS);
-      t.unref();
+      this.retryLater(run, log, 'could not start replicating this database', err);
     }
     this.scheduleTick();
+  }
+
+  /** Log why a database is not replicating, and start it again after RETRY_START_MS. */
+  private retryLater(run: Running, log: Logger, what: string, err: unknown): void {
+    log.error(`${what}; retrying in ${formatDuration(RETRY_START_MS)}`, { err });
+    const t = setTimeout(() => {
+      if (this.stopping || this.dbs.get(run.dbPath) !== run) return;
+      this.dbs.delete(run.dbPath);
+      void this.startDb(run.dbPath, run.spec, false);
+    }, RETRY_START_MS);
+    t.unref();
   }
 
   /** Stop replicating one database (its file is gone): ship what was captured, then let go. */
@@ -251,27 +281,10 @@ export class Supervisor {
     await this.metrics.forget(dbPath);
   }
 
-  /** The settings of one database, with templates filled and idle costs scaled to the agent's size. */
-  private databaseSpec(dbPath: string, spec: DbSpec): Parameters<typeof openDatabase>[0] {
-    const name = spec.kind === 'dir' ? nameOf(spec.dir, dbPath) : '';
-    const fill = (s: string): string => (spec.kind === 'dir' ? fillTemplate(s, name) : s);
-    const stateDir = spec.stateDir !== undefined ? fill(spec.stateDir) : spec.kind === 'dir' ? join(spec.dir, '.pitr', name) : `${dbPath}-pitr`;
-    // Idle costs grow with the number of replicas: stretch their intervals so the agent's total
-    // stays about IDLE_REQUESTS_PER_MIN each (a handful of databases keep the configured ones).
-    const replicas = Math.max(1, [...this.dbs.values()].reduce((n, r) => n + Math.max(1, r.spec.replicas.length), 0));
-    const minIntervalMs = (replicas * 60_000) / IDLE_REQUESTS_PER_MIN;
-    const scale = <T extends { heartbeatIntervalMs: number }>(s: T): T =>
-      s.heartbeatIntervalMs > 0 && s.heartbeatIntervalMs < minIntervalMs ? { ...s, heartbeatIntervalMs: minIntervalMs } : s;
-    const settings: DbSettings = scale(spec.settings);
-    // A lease is renewed three times a period.
-    const leasePeriodMs = spec.settings.leasePeriodMs ?? (3 * minIntervalMs > DEFAULT_LEASE_PERIOD_MS ? Math.min(3 * minIntervalMs, 30 * 60_000) : undefined);
-    return {
-      dbPath,
-      stateDir,
-      replicas: spec.replicas.map((r) => ({ url: fill(r.url), settings: scale(r.settings) })),
-      settings,
-      leasePeriodMs,
-    };
+  /** The settings of one database, with idle costs scaled to the agent's size (see database-spec.ts). */
+  private databaseSpec(dbPath: string, spec: DbSpec): DatabaseSpec {
+    const running = [...this.dbs.values()].reduce((n, r) => n + Math.max(1, r.spec.replicas.length), 0);
+    return databaseSpec(dbPath, spec, Math.max(1, running, this.expectedReplicas));
   }
 
   /** One timer for every database: as often as the most demanding one asks (1-5 s). */
@@ -337,14 +350,20 @@ export class Supervisor {
         return Promise.all(
           runs.map(async (r): Promise<SyncResult> => {
             // A database that could not start has nothing to ship: say so rather than fail them all.
-            if (r.error !== undefined || !r.replicator) return { db: r.dbPath, txid: 0, replicas: [], error: r.error ?? 'starting' };
-            return { db: r.dbPath, ...(await r.replicator.syncNow(deadline)) };
+            if (r.error !== undefined) return { db: r.dbPath, txid: 0, replicas: [], error: r.error };
+            // Waiting for the app to create it, or still opening: nothing committed to ship yet.
+            if (!r.replicator?.running) return { db: r.dbPath, txid: 0, replicas: [], note: r.replicator?.waiting ? 'waiting for the database file' : 'starting' };
+            try {
+              return { db: r.dbPath, ...(await r.replicator.syncNow(deadline)) };
+            } catch (err) {
+              return { db: r.dbPath, txid: 0, replicas: [], error: errorText(err) };
+            }
           }),
         );
       },
       snapshot: async (db, timeoutMs): Promise<SnapshotResult> => {
         const r = await this.find(db).snapshotNow(Date.now() + timeoutMs);
-        return { db, txid: r.txid, key: '', shipped: r.shipped };
+        return { db, txid: r.txid, key: r.key, shipped: r.shipped };
       },
     };
   }

@@ -78,8 +78,8 @@ export function replicateCommand(): Command {
           }
           log.info('stopping: capturing and uploading what is committed', { signal: sig });
         };
-        process.on('SIGINT', onSignal);
-        process.on('SIGTERM', onSignal);
+        // SIGHUP too (a closed terminal, some service managers): a clean stop, not a kill.
+        for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
         process.exitCode = await supervisor.run();
       } catch (err) {
         process.exitCode = reportError(err);

@@ -50,7 +50,7 @@ function human(results: SyncResult[]): string {
   if (results.length === 0) return 'the agent replicates no database\n';
   const out: string[] = [];
   for (const d of results) {
-    out.push(d.error === undefined ? `${d.db}  txid ${d.txid}` : `${d.db}  NOT REPLICATING: ${d.error}`);
+    out.push(d.error !== undefined ? `${d.db}  NOT REPLICATING: ${d.error}` : d.note !== undefined ? `${d.db}  (${d.note}: nothing to ship)` : `${d.db}  txid ${d.txid}`);
     for (const r of d.replicas) out.push(`  ${r.url}  txid ${r.txid}  ${r.ok ? 'ok' : `BEHIND (${d.txid - r.txid} txids)`}`);
   }
   return out.join('\n') + '\n';

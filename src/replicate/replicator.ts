@@ -72,7 +72,8 @@ export class Replicator {
   private readonly policy: SnapshotPolicy;
   private readonly passes: PassScheduler;
   private stopping = false;
-  private running = false;
+  private isRunning = false;
+  private isWaiting = false;
   private reopenPending = false;
   /** While reopenPending: waits until the files have stopped changing. */
   private readonly settle: FilesSettle;
@@ -90,6 +91,16 @@ export class Replicator {
     this.passes = new PassScheduler(`${opts.dbPath}-wal`, opts.dbPath, () => this.runPass(), (fn) => this.withLock(fn), this.log, opts.pollIntervalMs);
   }
 
+  /** Capturing: the chain is open and passes run. */
+  get running(): boolean {
+    return this.isRunning && !this.stopping;
+  }
+
+  /** Waiting for the app to create the database (or write its first page). */
+  get waiting(): boolean {
+    return this.isWaiting;
+  }
+
   get dbPath(): string {
     return this.opts.dbPath;
   }
@@ -104,7 +115,11 @@ export class Replicator {
    * or once it waits for the app to create the database.
    */
   async run(signal: AbortSignal, started?: () => void): Promise<ReplicatorResult> {
-    await waitForDb(this.opts.dbPath, signal, this.log, started);
+    await waitForDb(this.opts.dbPath, signal, this.log, () => {
+      this.isWaiting = true;
+      started?.();
+    });
+    this.isWaiting = false;
     if (signal.aborted) return { clean: true };
     // Open (and validate: WAL mode, a real SQLite file) before creating any state next to it.
     this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.settings.enableWal });
@@ -135,7 +150,7 @@ export class Replicator {
     await this.openChain(knownMax, false);
     this.policy.started(Date.now());
     this.passes.start();
-    this.running = true;
+    this.isRunning = true;
     this.log.info('replicating', {
       generation: this.capture?.state.generation,
       txid: this.capture?.state.lastTxid,
@@ -155,7 +170,7 @@ export class Replicator {
    * snapshot interval, the RPO crossings, and each replica's retention, verification and heartbeat.
    */
   tick(now: number): void {
-    if (!this.running || this.stopping) return;
+    if (!this.isRunning || this.stopping) return;
     this.passes.poll(now);
     const due = this.policy.dueByInterval(now);
     if (due) this.requestSnapshot(due);
@@ -275,6 +290,7 @@ export class Replicator {
     if (this.snapshotRunning || this.stopping) return;
     this.log.info('taking a snapshot', { reason: why });
     this.snapshotRunning = this.snapshot()
+      .then(() => {})
       .catch((err) => {
         this.policy.failed(Date.now());
         this.log.error('snapshot failed; it will be retried', { err });
@@ -291,13 +307,14 @@ export class Replicator {
   }
 
   /** Pin the current state under the lock, then stream pages outside it so capture keeps going. */
-  private async snapshot(callerHoldsLock = false): Promise<void> {
+  /** Returns the snapshot's key ('' when there was nothing to snapshot: no chain open). */
+  private async snapshot(callerHoldsLock = false): Promise<string> {
     const slot = this.opts.snapshotSlot ?? (<T>(fn: () => Promise<T>) => fn());
     // The slot is taken before the state is pinned: waiting for one must not hold a read mark.
-    await slot(async () => {
+    return slot(async () => {
       const capture = this.capture;
       const db = this.db;
-      if (!capture || !db) return;
+      if (!capture || !db) return '';
       const take = async (): Promise<{ pin: ReturnType<SourceDb['pinRead']>; view: ReturnType<Capture['snapshotView']>; walBefore: number }> => ({
         pin: db.pinRead(),
         view: capture.snapshotView(),
@@ -317,6 +334,7 @@ export class Replicator {
       this.opts.metrics.snapshotTaken();
       this.log.info('snapshot spooled', { key: entry.key, bytes: entry.size, pages: view.dbSizePages, took: formatDuration(Date.now() - started) });
       this.notifyShippers();
+      return entry.key;
     });
   }
 
@@ -355,7 +373,7 @@ export class Replicator {
    * `deadline` passes (`pitr sync`). Returns per replica the txid it holds and whether that is all.
    */
   async syncNow(deadline: number): Promise<{ txid: number; replicas: { url: string; txid: number; ok: boolean }[] }> {
-    if (!this.running || this.stopping) throw new PitrError('CONTROL_FAILED', `${this.opts.dbPath} is not replicating yet (or is stopping)`, 'wait until the agent logs "replicating" for it, then ask again');
+    if (!this.isRunning || this.stopping) throw new PitrError('CONTROL_FAILED', `${this.opts.dbPath} is not replicating yet (or is stopping)`, 'wait until the agent logs "replicating" for it, then ask again');
     await this.withLock(() => this.runPass());
     const txid = this.capture?.state.lastTxid ?? 0;
     const gen = this.capture?.state.generation ?? '';
@@ -367,15 +385,15 @@ export class Replicator {
   }
 
   /** Take a snapshot now and ship it (`pitr snapshot`). */
-  async snapshotNow(deadline: number): Promise<{ txid: number; shipped: boolean }> {
-    if (!this.running || this.stopping) throw new PitrError('CONTROL_FAILED', `${this.opts.dbPath} is not replicating yet (or is stopping)`, 'wait until the agent logs "replicating" for it, then ask again');
+  async snapshotNow(deadline: number): Promise<{ txid: number; key: string; shipped: boolean }> {
+    if (!this.isRunning || this.stopping) throw new PitrError('CONTROL_FAILED', `${this.opts.dbPath} is not replicating yet (or is stopping)`, 'wait until the agent logs "replicating" for it, then ask again');
     if (this.snapshotRunning) await this.snapshotRunning;
     await this.withLock(() => this.runPass());
     const txid = this.capture?.state.lastTxid ?? 0;
     this.log.info('taking a snapshot', { reason: 'asked for on the control socket' });
-    await this.snapshot();
+    const key = await this.snapshot();
     const flushed = await Promise.all(this.workers.map((w) => w.flush(deadline)));
-    return { txid, shipped: flushed.every(Boolean) };
+    return { txid, key, shipped: flushed.every(Boolean) };
   }
 
   private async shutdown(): Promise<ReplicatorResult> {

@@ -10,7 +10,8 @@
  * requests per minute by method, counted by a proxy between the agent and moto_server on loopback.
  *
  * Settings (environment): PITR_BENCH_MANY_N (default 10,100,1000), PITR_BENCH_MANY_WINDOW_MS
- * (idle and writing windows, default 60000; 15000 with PITR_BENCH_QUICK=1), PITR_BENCH_MANY_FILE
+ * (idle and writing windows, default 60000; 15000 with PITR_BENCH_QUICK=1), PITR_BENCH_MANY_IDLE_MS
+ * (the idle window alone), PITR_BENCH_MANY_FILE
  * (the Ns that use a file replica instead of S3, e.g. 1000), PITR_BENCH_MANY_CPU_PROF (a
  * directory: the agent runs with --cpu-prof and writes its profile there on exit).
  */
@@ -34,6 +35,11 @@ const PITR = fileURLToPath(new URL('../../pitr', import.meta.url));
 const QUICK = process.env['PITR_BENCH_QUICK'] === '1';
 const NS = (process.env['PITR_BENCH_MANY_N'] ?? '10,100,1000').split(',').map(Number);
 const WINDOW_MS = Number(process.env['PITR_BENCH_MANY_WINDOW_MS'] ?? (QUICK ? 15_000 : 60_000));
+/**
+ * The idle window alone (default WINDOW_MS). With N databases the agent stretches heartbeats and
+ * lease renewals to about N * 0.6 s each, so at N=1,000 only a 10 min window shows them.
+ */
+const IDLE_MS = Number(process.env['PITR_BENCH_MANY_IDLE_MS'] ?? WINDOW_MS);
 const FILE_NS = new Set((process.env['PITR_BENCH_MANY_FILE'] ?? '').split(',').filter(Boolean).map(Number));
 /** After the last first snapshot: the start-up retention checks (10 s after each start) are done. */
 const SETTLE_MS = QUICK ? 12_000 : 20_000;
@@ -92,12 +98,13 @@ async function runOne(n: number, kind: 'file' | 's3'): Promise<{ table: ManyRow[
     const config = join(dir, 'pitr.yml');
     writeFileSync(config, ['dbs:', `  - dir: ${tenants}`, `    replicas: ["${url}"]`, ''].join('\n'));
     const prof = process.env['PITR_BENCH_MANY_CPU_PROF'];
-    if (prof) env['NODE_OPTIONS'] = `--cpu-prof --cpu-prof-dir=${prof} --cpu-prof-name=agent-n${n}-${Date.now()}.cpuprofile`;
+    // The agent's only: the status CLI runs share `env`.
+    const agentEnv = prof ? { ...env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof} --cpu-prof-name=agent-n${n}-${Date.now()}.cpuprofile` } : env;
     const replica = kind === 's3' ? 'S3 (moto)' : 'file';
 
     // ---- start-up ----
     const t0 = performance.now();
-    agent = startAgent(['--config', config], { env });
+    agent = startAgent(['--config', config], { env: agentEnv });
     const statusCli = async (): Promise<AgentStatus | undefined> => {
       try {
         const { stdout } = await promisify(execFile)(PITR, ['agent', 'status', '--json'], { env: benchEnv(env), maxBuffer: 64 << 20 });
@@ -121,9 +128,12 @@ async function runOne(n: number, kind: 'file' | 's3'): Promise<{ table: ManyRow[
     await sleep(SETTLE_MS);
 
     // ---- idle ----
+    // Phase bounds in µs on CLOCK_MONOTONIC, the clock of a --cpu-prof profile's timestamps.
+    process.stderr.write(`  many: N=${n}: idle window from ${nowUs()} µs\n`);
     let from = window(agent, proxy);
-    await sleep(WINDOW_MS);
+    await sleep(IDLE_MS);
     table.push({ n, phase: 'idle', replica, ...from.end() });
+    process.stderr.write(`  many: N=${n}: idle window until ${nowUs()} µs\n`);
 
     // ---- writing: 5% of the databases ----
     const socket = join(runtime, 'pitr', `${agent.pid}.sock`);

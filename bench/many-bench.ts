@@ -98,13 +98,12 @@ async function runOne(n: number, kind: 'file' | 's3'): Promise<{ table: ManyRow[
     const config = join(dir, 'pitr.yml');
     writeFileSync(config, ['dbs:', `  - dir: ${tenants}`, `    replicas: ["${url}"]`, ''].join('\n'));
     const prof = process.env['PITR_BENCH_MANY_CPU_PROF'];
-    // The agent's only: the status CLI runs share `env`.
-    const agentEnv = prof ? { ...env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof} --cpu-prof-name=agent-n${n}-${Date.now()}.cpuprofile` } : env;
+    const nodeFlags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`, `--cpu-prof-name=agent-n${n}-${Date.now()}.cpuprofile`] : undefined;
     const replica = kind === 's3' ? 'S3 (moto)' : 'file';
 
     // ---- start-up ----
     const t0 = performance.now();
-    agent = startAgent(['--config', config], { env: agentEnv });
+    agent = startAgent(['--config', config], { env, ...(nodeFlags && { nodeFlags }) });
     const statusCli = async (): Promise<AgentStatus | undefined> => {
       try {
         const { stdout } = await promisify(execFile)(PITR, ['agent', 'status', '--json'], { env: benchEnv(env), maxBuffer: 64 << 20 });

@@ -23,6 +23,17 @@ interface Profile {
 function summarize(file: string, from: number, to: number): string {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  // The innermost pitr frame (dist/src) on the stack, outermost first when none is inside pitr.
+  const pitrFrame = (id: number): string => {
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const f = byId.get(cur)!.callFrame;
+      if (f.url.includes('/dist/src/')) return `${f.functionName || '(anonymous)'} ${f.url.replace(/^file:\/\/.*?\/dist\//, 'dist/')}:${f.lineNumber + 1}`;
+    }
+    return '(no pitr frame: event loop, GC, I/O callbacks)';
+  };
+  const byPitr = new Map<string, number>();
   const self = new Map<string, number>();
   const byFile = new Map<string, number>();
   let t = p.startTime;
@@ -39,6 +50,8 @@ function summarize(file: string, from: number, to: number): string {
       return;
     }
     total += dt;
+    const pf = pitrFrame(id);
+    byPitr.set(pf, (byPitr.get(pf) ?? 0) + dt);
     const where = f.url === '' ? '' : ` ${f.url.replace(/^file:\/\/.*?\/(dist|node_modules)\//, '$1/')}:${f.lineNumber + 1}`;
     const key = `${f.functionName || '(anonymous)'}${where}`;
     self.set(key, (self.get(key) ?? 0) + dt);
@@ -54,6 +67,8 @@ function summarize(file: string, from: number, to: number): string {
     top(self, 30),
     'self time by file:',
     top(byFile, 20),
+    'time by the innermost pitr function on the stack:',
+    top(byPitr, 20),
   ].join('\n');
 }
 

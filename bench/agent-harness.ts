@@ -18,6 +18,7 @@ import { forwardRequest } from '../test/storage/gate-proxy.js';
 /** The checkout's `pitr` launcher: the benches run pitr with the node flags users get. */
 const PITR = fileURLToPath(new URL('../../pitr', import.meta.url));
 const WRITER = fileURLToPath(new URL('./app-writer.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 // The SDK's one-time Node 20 notice would land in the middle of the table.
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
@@ -87,9 +88,11 @@ export interface AgentProcess {
 }
 
 /** `pitr replicate ...args` as a child process, JSON logs kept (last 256 KiB) for diagnostics. */
-export function startAgent(args: readonly string[], opts: { env?: Record<string, string> } = {}): AgentProcess {
+export function startAgent(args: readonly string[], opts: { env?: Record<string, string>; nodeFlags?: readonly string[] } = {}): AgentProcess {
   // The launcher execs node, so child.pid is the agent itself (its /proc readings are the agent's).
-  const child = spawn(PITR, ['replicate', ...args, '--log-format', 'json'], {
+  // Node flags that NODE_OPTIONS refuses (--cpu-prof) need node itself, with the launcher's flag.
+  const [cmd, pre] = opts.nodeFlags ? [process.execPath, ['--max-semi-space-size=1', ...opts.nodeFlags, MAIN]] : [PITR, []];
+  const child = spawn(cmd, [...pre, 'replicate', ...args, '--log-format', 'json'], {
     env: benchEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -8,6 +8,7 @@ import { benchLag } from './lag-bench.js';
 import { benchOverhead } from './overhead-bench.js';
 import { benchRestore } from './restore-bench.js';
 import { benchIdle } from './idle-bench.js';
+import { benchMany } from './many-bench.js';
 
 /**
  * `npm run bench`: hot-path benchmarks (WAL, segments) and the real agent end to end (lag, app overhead,
@@ -28,7 +29,11 @@ async function main(): Promise<void> {
     ['restore', benchRestore, false],
     ['idle', benchIdle, true],
   ];
-  if (only && !suites.some(([name]) => name === only)) throw new Error(`unknown suite ${only}; suites: ${suites.map(([n]) => n).join(', ')}`);
+  // Run only when named (`node dist/bench/run.js many`): its 1,000 databases take 10+ minutes.
+  const named: [string, () => Promise<BenchRow[]>][] = [['many', benchMany]];
+  const one = named.find(([name]) => name === only);
+  if (one) suites.splice(0, suites.length, [one[0], one[1], false]);
+  if (only && !suites.some(([name]) => name === only)) throw new Error(`unknown suite ${only}; suites: ${[...suites, ...named].map(([n]) => n).join(', ')}`);
   const started = performance.now();
   const ready: Promise<void>[] = [];
   const background = suites

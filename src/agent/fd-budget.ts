@@ -1,11 +1,12 @@
 import { readdirSync, readFileSync } from 'node:fs';
 
 /**
- * File descriptors one database costs the agent: five SQLite connections (the writer, the locker
- * and three readers: src/db/source-db.ts), each holding the database and its -wal, plus the
- * spool's and the watcher's. Measured: 11 per idle database (bench/many-bench.ts).
+ * File descriptors one database costs the agent: its SQLite connections (the writer, the locker and
+ * the readers: src/db/source-db.ts; the state directory's locks: state-lock.ts), each holding the
+ * database and its -wal, plus the spool's. Measured: 15 per idle database at 10, 100 and 1,000
+ * (bench/many-bench.ts, docs/BENCHMARKS.md).
  */
-export const FDS_PER_DATABASE = 12;
+export const FDS_PER_DATABASE = 15;
 /** Kept free for everything else: sockets to the replicas, the control socket, restores, verify. */
 const RESERVE = 256;
 

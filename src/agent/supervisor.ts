@@ -6,7 +6,7 @@ import { AgentMetrics } from '../monitor/metrics.js';
 import { agentHealthReport } from '../monitor/health.js';
 import { startMonitorServer } from '../monitor/http-server.js';
 import { openDatabase, type DatabaseSpec, type OpenedDatabase } from '../replicate/open-database.js';
-import { databaseSpec } from './database-spec.js';
+import { databaseSpec, safetyPollMs } from './database-spec.js';
 import type { Replicator } from '../replicate/replicator.js';
 import { Semaphore } from '../util/bounded.js';
 import { formatDuration } from '../util/duration.js';
@@ -66,6 +66,7 @@ export class Supervisor {
   private readonly stopController = new AbortController();
   /** Replicas the config held at start (databases a `dir` entry had then, times their replicas). */
   private expectedReplicas = 0;
+  private expectedDatabases = 0;
   /** How many databases fit under the open-files limit (see fd-budget.ts). */
   private readonly capacity = databaseCapacity();
 
@@ -92,10 +93,9 @@ export class Supervisor {
     }
     // Idle costs are set per database when it starts: count what the config holds now, so that the
     // first databases of a large directory do not keep the intervals of a small agent.
-    this.expectedReplicas = cfg.dbs.reduce(
-      (n, spec) => n + Math.max(1, spec.replicas.length) * (spec.kind === 'path' ? 1 : findDatabases(spec.dir, spec.pattern, spec.recursive).length),
-      0,
-    );
+    const counts = cfg.dbs.map((spec) => (spec.kind === 'path' ? 1 : findDatabases(spec.dir, spec.pattern, spec.recursive).length));
+    this.expectedDatabases = counts.reduce((a, b) => a + b, 0);
+    this.expectedReplicas = cfg.dbs.reduce((n, spec, i) => n + Math.max(1, spec.replicas.length) * (counts[i] ?? 0), 0);
     try {
       if (cfg.listen) {
         const started = await startMonitorServer(cfg.listen, {
@@ -230,6 +230,7 @@ export class Supervisor {
         log,
         verify: (req) => verifyInWorker(req),
         snapshotSlot: (fn) => this.snapshots.run(fn),
+        pollBesideWatcherMs: safetyPollMs(Math.max(this.dbs.size, this.expectedDatabases)),
       }));
       run.opened = opened;
       run.replicator = opened.replicator;
@@ -287,11 +288,11 @@ export class Supervisor {
     return databaseSpec(dbPath, spec, Math.max(1, running, this.expectedReplicas));
   }
 
-  /** One timer for every database: as often as the most demanding one asks (1-5 s). */
+  /** One timer for every database: as often as the most demanding one asks (1-10 s). */
   private scheduleTick(): void {
     if (this.stopping) return;
     clearTimeout(this.tickTimer);
-    let every = 5000;
+    let every = 10_000;
     for (const r of this.dbs.values()) if (r.replicator) every = Math.min(every, r.replicator.tickEvery());
     this.tickTimer = setTimeout(() => {
       const now = Date.now();

@@ -1,5 +1,6 @@
-import { readdirSync, readlinkSync, readSync, realpathSync, statSync } from 'node:fs';
+import { readSync, realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { heldFiles } from './held-files.js';
 import { PitrError, errnoCode } from '../errors.js';
 
 /** A file as the kernel names it: a path can come to name another one (rename over, rm + create). */
@@ -187,26 +188,10 @@ function same(a: FileId, b: FileId): boolean {
  */
 function heldByProcess(abs: string): Map<'-wal' | '-shm', FileId[]> {
   const out = new Map<'-wal' | '-shm', FileId[]>();
-  let fds: string[];
-  try {
-    fds = readdirSync('/proc/self/fd');
-  } catch {
-    return out;
-  }
-  for (const fd of fds) {
-    let target: string;
-    try {
-      target = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      continue; // closed meanwhile (the readdir's own descriptor, for one)
-    }
-    const name = target.endsWith(' (deleted)') ? target.slice(0, -' (deleted)'.length) : target;
-    const part = name === `${abs}-wal` ? '-wal' : name === `${abs}-shm` ? '-shm' : undefined;
-    if (!part) continue;
-    const st = statSync(`/proc/self/fd/${fd}`, { throwIfNoEntry: false });
-    if (!st) continue;
+  for (const f of heldFiles([`${abs}-wal`, `${abs}-shm`]) ?? []) {
+    const part = f.path === `${abs}-wal` ? '-wal' : '-shm';
     const list = out.get(part) ?? [];
-    list.push({ dev: st.dev, ino: st.ino });
+    list.push({ dev: f.dev, ino: f.ino });
     out.set(part, list);
   }
   return out;

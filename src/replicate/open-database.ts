@@ -38,7 +38,7 @@ export interface OpenedDatabase {
  */
 export async function openDatabase(
   spec: DatabaseSpec,
-  shared: Pick<ReplicatorOptions, 'version' | 'verify' | 'snapshotSlot' | 'pollIntervalMs'> & { metrics: DbMetrics; log: Logger },
+  shared: Pick<ReplicatorOptions, 'version' | 'verify' | 'snapshotSlot' | 'pollIntervalMs' | 'pollBesideWatcherMs'> & { metrics: DbMetrics; log: Logger },
 ): Promise<OpenedDatabase> {
   const { dbPath, stateDir, settings } = spec;
   const log = shared.log;
@@ -80,6 +80,7 @@ export async function openDatabase(
     ...(shared.verify && { verify: shared.verify }),
     ...(shared.snapshotSlot && { snapshotSlot: shared.snapshotSlot }),
     ...(shared.pollIntervalMs !== undefined && { pollIntervalMs: shared.pollIntervalMs }),
+    ...(shared.pollBesideWatcherMs !== undefined && { pollBesideWatcherMs: shared.pollBesideWatcherMs }),
     log,
   });
   return {

@@ -42,6 +42,8 @@ export class PassScheduler {
     private readonly withLock: <T>(fn: () => Promise<T>) => Promise<T>,
     private readonly log: Logger,
     private readonly pollIntervalMs: number | undefined,
+    /** The safety-net stat's interval beside a working watcher (default POLL_BESIDE_WATCHER_MS). */
+    private readonly besideWatcherMs: number = POLL_BESIDE_WATCHER_MS,
   ) {}
 
   start(): void {
@@ -77,7 +79,7 @@ export class PassScheduler {
 
   /** How often the tick must come for poll() to keep its promise. */
   pollEvery(): number {
-    return this.pollIntervalMs ?? (this.watcher?.healthy ? POLL_BESIDE_WATCHER_MS : POLL_MS);
+    return this.pollIntervalMs ?? (this.watcher?.healthy ? this.besideWatcherMs : POLL_MS);
   }
 
   /**

@@ -40,6 +40,11 @@ export interface ReplicatorOptions {
   settings: DbSettings;
   /** Fallback stat of the WAL, in case a file-system event is missed (default: see PassScheduler). */
   pollIntervalMs?: number;
+  /**
+   * The safety-net stat's interval while the watcher works (default 5 s): an agent with a thousand
+   * databases stretches it, since each stat is a wakeup's worth of work and events are the real signal.
+   */
+  pollBesideWatcherMs?: number;
   /** pitr's version, for the replicas' markers. */
   version: string;
   metrics: DbMetrics;
@@ -88,7 +93,7 @@ export class Replicator {
     this.settle = new FilesSettle(opts.dbPath);
     this.crossings = new RpoCrossings(s.maxLagMs, this.log);
     this.keeper = new SpoolKeeper(this.spool, () => this.workers.map((w) => w.shipper), s.spoolMaxBytes, this.log);
-    this.passes = new PassScheduler(`${opts.dbPath}-wal`, opts.dbPath, () => this.runPass(), (fn) => this.withLock(fn), this.log, opts.pollIntervalMs);
+    this.passes = new PassScheduler(`${opts.dbPath}-wal`, opts.dbPath, () => this.runPass(), (fn) => this.withLock(fn), this.log, opts.pollIntervalMs, opts.pollBesideWatcherMs);
   }
 
   /** Capturing: the chain is open and passes run. */
@@ -179,9 +184,15 @@ export class Replicator {
     for (const w of this.workers) w.tick(now, idle, this.capture?.state.generation);
   }
 
-  /** How often tick() must run for this database's promises (the WAL poll, the 1 s RPO check). */
+  /** How often tick() must run for this database's promises (the WAL poll, the 1 s RPO check, heartbeats). */
   tickEvery(): number {
-    return Math.min(this.passes.pollEvery(), this.opts.settings.maxLagMs !== undefined ? 1000 : Infinity);
+    let every = this.passes.pollEvery();
+    if (this.opts.settings.maxLagMs !== undefined) every = Math.min(every, 1000);
+    for (const w of this.workers) {
+      const hb = w.settings.heartbeatIntervalMs;
+      if (hb > 0) every = Math.min(every, Math.max(1000, hb / 4));
+    }
+    return every;
   }
 
   /** Open (or reopen) the database and the chain; takes the first snapshot of a new generation. */

@@ -1,6 +1,7 @@
-import { readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import Database from 'better-sqlite3';
+import { heldFiles } from '../db/held-files.js';
 import { PitrError, errnoCode } from '../errors.js';
 
 /** Open a database read-only; DB_OPEN_FAILED naming it when SQLite cannot. */
@@ -106,27 +107,16 @@ function changedPart(dbPath: string, before: (string | null)[], after: (string |
  * it shares them with, reads something else. Null where /proc is not available.
  */
 function staleHeld(dbPath: string): string | null {
-  let fds: string[];
   let real: string;
   try {
-    fds = readdirSync('/proc/self/fd');
     real = realpathSync(dbPath);
   } catch {
     return null;
   }
   const current = idsAt(real);
-  for (const fd of fds) {
-    let target: string;
-    try {
-      target = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      continue; // closed meanwhile (the readdir's own descriptor, for one)
-    }
-    const name = target.endsWith(' (deleted)') ? target.slice(0, -' (deleted)'.length) : target;
-    const i = PARTS.findIndex((part) => name === `${real}${part}`);
-    if (i < 0) continue;
-    const st = statSync(`/proc/self/fd/${fd}`, { throwIfNoEntry: false });
-    if (st && `${st.dev}:${st.ino}` !== current[i]) return `${describe(dbPath, PARTS[i] ?? '')} was replaced or removed`;
+  for (const f of heldFiles(PARTS.map((part) => `${real}${part}`)) ?? []) {
+    const i = PARTS.findIndex((part) => f.path === `${real}${part}`);
+    if (`${f.dev}:${f.ino}` !== current[i]) return `${describe(dbPath, PARTS[i] ?? '')} was replaced or removed`;
   }
   return null;
 }

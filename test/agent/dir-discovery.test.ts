@@ -52,6 +52,21 @@ describe('dir discovery', () => {
     }
   });
 
+  it('picks up a new database from the directory\'s events, long before the next rescan', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pitr-disc-'));
+    const added: string[] = [];
+    const d = new DirDiscovery(dir, '*.db', false, (p) => added.push(p), () => {});
+    try {
+      d.start(600_000, 600_000);
+      writeFileSync(join(dir, 'new.db'), '');
+      for (let i = 0; i < 500 && added.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(added, [join(dir, 'new.db')]);
+    } finally {
+      d.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('globs: * ? [..] [!..], everything else literal', () => {
     assert.ok(globToRegExp('t-??.db').test('t-01.db'));
     assert.ok(!globToRegExp('t-??.db').test('t-1.db'));

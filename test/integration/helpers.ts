@@ -6,6 +6,9 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { mapBounded } from '../../src/util/bounded.js';
+import { openStorage } from '../../src/storage/open-storage.js';
+import { restore } from '../../src/restore/restore.js';
 import Database from 'better-sqlite3';
 import { readSeq } from '../fixtures/app-schema.js';
 import { digestDatabase } from '../fixtures/digest.js';
@@ -294,27 +297,18 @@ export async function waitUntil<T>(
   }
 }
 
-/**
- * Runs fn over items with at most `limit` in flight; results in input order. After a failure no
- * new item starts; in-flight ones finish, then the first error is thrown.
- */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && failure === undefined) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i] as T, i);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure !== undefined) throw failure.error;
-  return results;
+/** The library's bounded map (src/util/bounded.ts), under the name the tests have used. */
+export const mapLimit = mapBounded;
+
+/** Restore the latest state of the replica at `url` into `out` (in this process) and return it open, read-only. */
+export async function restoreLatest(url: string, out: string): Promise<Database.Database> {
+  const storage = await openStorage(url);
+  try {
+    await restore({ storage, output: out, target: { kind: 'latest' } });
+  } finally {
+    await storage.close();
+  }
+  return new Database(out, { readonly: true });
 }
 
 export type Settled<R> = { ok: true; value: R } | { ok: false; error: string };

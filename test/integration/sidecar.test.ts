@@ -12,9 +12,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { openAppDatabase, appCommit, readSeq } from '../fixtures/app-schema.js';
 import { digestDatabase } from '../fixtures/digest.js';
-import { openStorage } from '../../src/storage/open-storage.js';
-import { restore } from '../../src/restore/restore.js';
-import { describeRun, makeTempDir, removeTempDir, runCli, runCliJson, startAgent, waitUntil, type ListOutput } from './helpers.js';
+import { describeRun, makeTempDir, removeTempDir, restoreLatest, runCli, runCliJson, startAgent, waitUntil, type ListOutput } from './helpers.js';
 
 const temps: string[] = [];
 after(async () => {
@@ -69,13 +67,7 @@ function require_resolve(mod: string): string {
 }
 
 async function restoredSeq(url: string, out: string): Promise<number> {
-  const storage = await openStorage(url);
-  try {
-    await restore({ storage, output: out, target: { kind: 'latest' } });
-  } finally {
-    await storage.close();
-  }
-  const db = new Database(out, { readonly: true });
+  const db = await restoreLatest(url, out);
   try {
     return readSeq(db);
   } finally {
@@ -99,14 +91,7 @@ describe('--exec', () => {
     assert.equal(r.code, 7, `the agent exits with the child's code\n${r.stderr.slice(-3000)}`);
     assert.equal(readFileSync(done, 'utf8'), '200');
     // With a 1 minute sync interval, the child's commits still reached the replica before exit.
-    const out = join(dir, 'out.db');
-    const storage = await openStorage(replica);
-    try {
-      await restore({ storage, output: out, target: { kind: 'latest' } });
-    } finally {
-      await storage.close();
-    }
-    const check = new Database(out, { readonly: true });
+    const check = await restoreLatest(replica, join(dir, 'out.db'));
     const live = new Database(db, { readonly: true });
     try {
       assert.equal((check.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n, 200);

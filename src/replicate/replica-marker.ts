@@ -51,6 +51,11 @@ export class ReplicaMarker {
    * Refresh the marker when nothing was uploaded (`lastUploadAt`) nor written here for
    * `intervalMs` (see Shipper.heartbeat). Returns true when one was written.
    */
+  /** True when `intervalMs` has passed since the last upload and the last heartbeat. */
+  heartbeatDue(intervalMs: number, lastUploadAt: number, now = Date.now()): boolean {
+    return now - Math.max(lastUploadAt, this.lastHeartbeatAt) >= intervalMs;
+  }
+
   async heartbeat(intervalMs: number, lastUploadAt: number): Promise<boolean> {
     const now = Date.now();
     if (now - Math.max(lastUploadAt, this.lastHeartbeatAt) < intervalMs) return false;

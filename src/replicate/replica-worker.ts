@@ -103,7 +103,7 @@ export class ReplicaWorker {
       this.once('verify', () => this.verify());
     }
     const hb = this.settings.heartbeatIntervalMs;
-    if (hb > 0 && idle && this.shipper.durable(this.ctx.currentGeneration()).txid > 0) {
+    if (hb > 0 && idle && this.shipper.heartbeatDue(hb) && this.shipper.durable(this.ctx.currentGeneration()).txid > 0) {
       this.once('heartbeat', () => this.shipper.heartbeat(hb));
     }
   }

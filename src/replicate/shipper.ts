@@ -170,6 +170,15 @@ export class Shipper {
    * using the replica alone. The caller knows capture is caught up too. Returns true when one was
    * written. Failures count as upload failures.
    */
+  /**
+   * Whether heartbeat(intervalMs) would write now: a synchronous look, so that a thousand idle
+   * replicas checked on every tick cost no promise each.
+   */
+  heartbeatDue(intervalMs: number): boolean {
+    if (this.stopped || !this.initialized || this.failures > 0 || this.running) return false;
+    return this.marker.heartbeatDue(intervalMs, this.lastUploadAt) && !this.hasPending();
+  }
+
   async heartbeat(intervalMs: number): Promise<boolean> {
     if (this.stopped || !this.initialized || this.failures > 0 || this.running || this.hasPending()) return false;
     return this.marker.heartbeat(intervalMs, this.lastUploadAt);

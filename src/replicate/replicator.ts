@@ -1,64 +1,27 @@
 import { mkdir } from 'node:fs/promises';
 import { PitrError } from '../errors.js';
-import type { StorageClient } from '../storage/storage-client.js';
-import type { DbSettings, ReplicaSettings } from '../config/config-types.js';
 import { SourceDb } from '../db/source-db.js';
 import { Capture, QUIET_MS } from './capture/capture.js';
 import { Spool } from './spool.js';
-import type { LocalStore } from '../storage/local-store.js';
 import { Shipper } from './shipper.js';
 import { loadPosition } from './capture/position.js';
 import { progressLogger, writeSnapshotToSpool } from './snapshotter.js';
 import type { Logger } from '../log.js';
-import type { DbMetrics, MetricsSource } from '../monitor/metrics.js';
+import type { MetricsSource } from '../monitor/metrics.js';
 import { healthReport, type HealthReport } from '../monitor/health.js';
 import { formatDuration } from '../util/duration.js';
 import { RpoCrossings } from '../monitor/rpo-crossings.js';
 import { SpoolKeeper } from './spool-keeper.js';
 import { waitForDb } from './wait-for-db.js';
 import { warnIfRemote } from './preflight.js';
-import type { ReplicaLease } from './lease.js';
 import { DEFAULT_WAL_RESET_BYTES } from '../config/defaults.js';
 import { ReplicaWorker, type WorkerContext } from './replica-worker.js';
 import { PassScheduler } from './pass-scheduler.js';
 import { SnapshotPolicy } from './snapshot-policy.js';
 import { FilesSettle, SETTLE_MS } from './files-settle.js';
 
-export interface ReplicaRun {
-  storage: StorageClient;
-  settings: ReplicaSettings;
-  /** The lease held on it; when another agent takes it, this replica's worker stops. */
-  lease?: ReplicaLease;
-}
-
-export interface ReplicatorOptions {
-  dbPath: string;
-  stateDir: string;
-  /** Local, durable storage for the spool (a directory store under the state dir). */
-  spoolStore: LocalStore;
-  replicas: ReplicaRun[];
-  settings: DbSettings;
-  /** Fallback stat of the WAL, in case a file-system event is missed (default: see PassScheduler). */
-  pollIntervalMs?: number;
-  /**
-   * The safety-net stat's interval while the watcher works (default 5 s): an agent with a thousand
-   * databases stretches it, since each stat is a wakeup's worth of work and events are the real signal.
-   */
-  pollBesideWatcherMs?: number;
-  /** pitr's version, for the replicas' markers. */
-  version: string;
-  metrics: DbMetrics;
-  /** Scheduled verification (src/verify, off the main thread); none = never verify. */
-  verify?: WorkerContext['verify'];
-  /** Bounds how many snapshots the whole agent takes at once (a thousand first snapshots at start). */
-  snapshotSlot?: <T>(fn: () => Promise<T>) => Promise<T>;
-  log: Logger;
-}
-
-export interface ReplicatorResult {
-  /** True when every captured transaction reached every replica before exit. */
-  clean: boolean;
-}
+import type { ReplicatorOptions, ReplicatorResult } from './replicator-options.js';
+export type { ReplicaRun, ReplicatorOptions, ReplicatorResult } from './replicator-options.js';
 
 /**
  * One database: waits for it, opens the capture chain (continuing or starting a generation),

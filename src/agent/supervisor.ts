@@ -85,12 +85,6 @@ export class Supervisor {
     const cfg = this.opts.config;
     // A command that cannot start is refused before anything else runs.
     if (cfg.exec !== undefined) checkExecCommand(cfg.exec);
-    if (cfg.restoreIfMissing) {
-      for (const spec of cfg.dbs) {
-        if (spec.kind === 'path') await restorePathEntry(spec, this.log);
-        else await restoreDirEntry(spec, this.log);
-      }
-    }
     // Idle costs are set per database when it starts: count what the config holds now, so that the
     // first databases of a large directory do not keep the intervals of a small agent.
     const counts = cfg.dbs.map((spec) => (spec.kind === 'path' ? 1 : findDatabases(spec.dir, spec.pattern, spec.recursive).length));
@@ -107,6 +101,16 @@ export class Supervisor {
         });
         this.server = started.server;
         this.log.info('serving metrics and health', { metrics: `${started.url}/metrics`, health: `${started.url}/healthz` });
+      }
+      // After the health server is up: a restore of a large database takes minutes, and a
+      // container's health check failing meanwhile would have the orchestrator kill the restore.
+      if (cfg.restoreIfMissing) {
+        this.restoring = true;
+        for (const spec of cfg.dbs) {
+          if (spec.kind === 'path') await restorePathEntry(spec, this.log);
+          else await restoreDirEntry(spec, this.log);
+        }
+        this.restoring = false;
       }
       // `path` entries must start: a mistake there is the operator's to fix now (exit 1).
       const first: Promise<void>[] = [];
@@ -305,7 +309,11 @@ export class Supervisor {
     for (const r of this.dbs.values()) if (r.replicator) yield r.replicator.metricsSource();
   }
 
+  /** True while --restore-if-missing restores, before any database starts. */
+  private restoring = false;
+
   health(): ReturnType<typeof agentHealthReport> {
+    if (this.restoring) return { ...agentHealthReport([]), phase: 'restoring' };
     const reports = [...this.dbs.values()].map((r) =>
       r.replicator && r.error === undefined
         ? r.replicator.health()

@@ -31,6 +31,8 @@ export interface AgentHealthReport {
   databases: number;
   /** The databases that are not healthy, each with its replicas (all of them when there is one database). */
   unhealthy: HealthReport[];
+  /** 'restoring' while --restore-if-missing restores (healthy: the agent is working, nothing lags yet). */
+  phase?: 'restoring';
   /** With one database, its report's fields too, as a one-database agent always answered. */
   db?: string;
   maxLagSeconds?: number | null;

@@ -159,9 +159,14 @@ describe('--restore-if-missing', () => {
     const seen = join(dir, 'seen');
     const probe = join(dir, 'probe.cjs');
     writeFileSync(probe, PROBE);
-    const agent = startAgent([db2, replica, '--restore-if-missing', '--exec', `${process.execPath} ${probe} ${db2} ${seen}`], { env: env(dir) });
+    const agent = startAgent([db2, replica, '--restore-if-missing', '--listen', '127.0.0.1:0', '--log-format', 'json', '--exec', `${process.execPath} ${probe} ${db2} ${seen}`], { env: env(dir) });
     await waitUntil('the child to look at the database', () => existsSync(seen), { timeoutMs: 60_000 });
     assert.equal(readFileSync(seen, 'utf8'), '25', 'the child saw the restored database, exactly');
+    // /healthz is up before the restore starts: a container health check must not kill a long restore.
+    const log = agent.output().stderr;
+    const serving = log.indexOf('serving metrics and health');
+    const restored = log.indexOf('restored a missing database');
+    assert.ok(serving >= 0 && restored > serving, 'the health server starts before the restore');
     // The agent replicates the restored database on: a new commit reaches the same replica.
     const c = openAppDatabase(db2);
     appCommit(c, 1);

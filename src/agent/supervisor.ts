@@ -85,11 +85,6 @@ export class Supervisor {
     const cfg = this.opts.config;
     // A command that cannot start is refused before anything else runs.
     if (cfg.exec !== undefined) checkExecCommand(cfg.exec);
-    // Idle costs are set per database when it starts: count what the config holds now, so that the
-    // first databases of a large directory do not keep the intervals of a small agent.
-    const counts = cfg.dbs.map((spec) => (spec.kind === 'path' ? 1 : findDatabases(spec.dir, spec.pattern, spec.recursive).length));
-    this.expectedDatabases = counts.reduce((a, b) => a + b, 0);
-    this.expectedReplicas = cfg.dbs.reduce((n, spec, i) => n + Math.max(1, spec.replicas.length) * (counts[i] ?? 0), 0);
     try {
       if (cfg.listen) {
         const started = await startMonitorServer(cfg.listen, {
@@ -112,6 +107,11 @@ export class Supervisor {
         }
         this.restoring = false;
       }
+      // Idle costs are set per database when it starts: count what the config holds now, so that the
+      // first databases of a large directory do not keep the intervals of a small agent.
+      const counts = cfg.dbs.map((spec) => (spec.kind === 'path' ? 1 : findDatabases(spec.dir, spec.pattern, spec.recursive).length));
+      this.expectedDatabases = counts.reduce((a, b) => a + b, 0);
+      this.expectedReplicas = cfg.dbs.reduce((n, spec, i) => n + Math.max(1, spec.replicas.length) * (counts[i] ?? 0), 0);
       // `path` entries must start: a mistake there is the operator's to fix now (exit 1).
       const first: Promise<void>[] = [];
       for (const spec of cfg.dbs) {

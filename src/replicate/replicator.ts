@@ -69,10 +69,6 @@ export class Replicator {
     return this.isWaiting;
   }
 
-  get dbPath(): string {
-    return this.opts.dbPath;
-  }
-
   /** Generation and newest captured txid ('' and 0 before the chain is open). */
   get position(): { generation: string; txid: number } {
     return { generation: this.capture?.state.generation ?? '', txid: this.capture?.state.lastTxid ?? 0 };

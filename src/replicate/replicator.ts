@@ -155,7 +155,7 @@ export class Replicator {
   }
 
   /** Open (or reopen) the database and the chain; takes the first snapshot of a new generation. */
-  private async openChain(knownMax: number, forceNew: boolean): Promise<void> {
+  private async openChain(knownMax: number, forceNew: boolean, inPass = false): Promise<void> {
     if (forceNew || !this.db) {
       this.db?.close();
       this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.settings.enableWal });
@@ -187,7 +187,7 @@ export class Replicator {
     if (newGeneration) {
       this.log.info('starting a new generation', { generation: capture.state.generation, reason, txid: capture.state.lastTxid });
       // Called at startup or from a pass: either way no pass can run meanwhile, so no lock here.
-      await this.snapshot(true);
+      await this.snapshot(true, inPass);
       await capture.persist();
     } else {
       this.log.info('continuing generation', { generation: capture.state.generation, txid: capture.state.lastTxid });
@@ -208,7 +208,7 @@ export class Replicator {
           this.passes.later('retry', wait);
           return;
         }
-        await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), true);
+        await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), true, true);
         this.reopenPending = false;
         this.settle.clear();
         return;
@@ -276,11 +276,14 @@ export class Replicator {
     if (why) this.requestSnapshot(why);
   }
 
-  /** Pin the current state under the lock, then stream pages outside it so capture keeps going. */
-  /** Returns the snapshot's key ('' when there was nothing to snapshot: no chain open). */
-  private async snapshot(callerHoldsLock = false): Promise<string> {
-    const slot = this.opts.snapshotSlot ?? (<T>(fn: () => Promise<T>) => fn());
-    // The slot is taken before the state is pinned: waiting for one must not hold a read mark.
+  /**
+   * Pin the current state under the lock, then stream pages outside it so capture keeps going.
+   * Returns the snapshot's key ('' when there was nothing to snapshot: no chain open).
+   */
+  private async snapshot(callerHoldsLock = false, inPass = false): Promise<string> {
+    // Taken before the state is pinned (waiting must not hold a read mark); none in a pass, which
+    // holds this database's lock: a requested snapshot may hold a slot while it waits for that lock.
+    const slot = inPass ? <T>(fn: () => Promise<T>) => fn() : (this.opts.snapshotSlot ?? (<T>(fn: () => Promise<T>) => fn()));
     return slot(async () => {
       const capture = this.capture;
       const db = this.db;

@@ -36,6 +36,8 @@ interface Running {
   done: Promise<boolean>;
   /** Set when the database could not start: why, for /healthz and `pitr agent status`. */
   error?: string;
+  /** Being let go (its file was removed): a file that comes back starts it again once it is gone. */
+  leaving?: boolean;
 }
 
 export interface SupervisorOptions {
@@ -215,6 +217,9 @@ export class Supervisor {
    * once capture is live (or waits for the app to create the file), or the start failed.
    */
   private async startDb(dbPath: string, spec: DbSpec, must: boolean): Promise<void> {
+    // Removed and back within a scan or two (rm + cp): start once the old run has let go.
+    const previous = this.dbs.get(dbPath);
+    if (previous?.leaving) await previous.done.then(() => this.dbs.get(dbPath) === previous && this.dbs.delete(dbPath));
     if (this.stopping || this.dbs.has(dbPath)) return;
     const controller = new AbortController();
     let ready!: (ok: boolean) => void;
@@ -280,9 +285,11 @@ export class Supervisor {
     const run = this.dbs.get(dbPath);
     if (!run) return;
     this.log.info(`letting go of a database: ${why}`, { db: dbPath });
+    run.leaving = true;
     run.controller.abort();
     await run.done;
-    if (this.dbs.get(dbPath) === run) this.dbs.delete(dbPath);
+    if (this.dbs.get(dbPath) !== run) return; // back already, and started again
+    this.dbs.delete(dbPath);
     await this.metrics.forget(dbPath);
   }
 

@@ -290,6 +290,21 @@ describe('one agent, many databases (config file, dir entry)', () => {
         c.close();
         for (const suffix of ['', '-wal', '-shm']) rmSync(`${churn}${suffix}`, { force: true });
       }
+      // Gone and back while the agent lets go of it: replicated again, not forgotten.
+      const back = openAppDatabase(churn);
+      appCommit(back, 2);
+      await waitUntil('churn.db picked up', async () => (await status()).dbs.some((d) => d.db === churn && d.txid > 0));
+      back.close();
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${churn}${suffix}`, { force: true });
+      const again = openAppDatabase(churn);
+      appCommit(again, 3);
+      let probe = 0;
+      await waitUntil('churn.db replicated again, exactly, after it came back', async () => {
+        const one = await runCli(['sync', churn], { env });
+        return one.code === 0 && (await restoredDigest(join(root, 'r', 'churn'), join(root, `churn-out-${probe++}.db`))) === digestDatabase(again);
+      }, { timeoutMs: 60_000 });
+      again.close();
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${churn}${suffix}`, { force: true });
       await waitUntil('churn.db let go', async () => {
         const s = await status();
         return s.dbs.length === 1 && s.dbs[0]?.db === join(tenants, 'steady.db') ? s : undefined;

@@ -81,3 +81,9 @@ export function errnoCode(err: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** One line for a status or a log: the message, and a PitrError's code after it. */
+export function errorText(err: unknown): string {
+  if (isPitrError(err)) return `${err.message} [${err.code}]`;
+  return err instanceof Error ? err.message : String(err);
+}

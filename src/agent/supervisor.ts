@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { PitrError, isPitrError } from '../errors.js';
+import { PitrError, errorText } from '../errors.js';
 import type { AgentConfig, DbSpec, DirDbSpec } from '../config/config-types.js';
 import type { Logger } from '../log.js';
 import { AgentMetrics } from '../monitor/metrics.js';
@@ -321,10 +321,12 @@ export class Supervisor {
 
   health(): ReturnType<typeof agentHealthReport> {
     if (this.restoring) return { ...agentHealthReport([]), phase: 'restoring' };
+    // A database still opening (a thousand take minutes at start) is not unhealthy: only one
+    // that failed is, with its error.
     const reports = [...this.dbs.values()].map((r) =>
-      r.replicator && r.error === undefined
-        ? r.replicator.health()
-        : { status: 'lagging' as const, db: r.dbPath, maxLagSeconds: null, replicas: [], ...(r.error !== undefined && { error: r.error }) },
+      r.error !== undefined
+        ? { status: 'lagging' as const, db: r.dbPath, maxLagSeconds: null, replicas: [], error: r.error }
+        : (r.replicator?.health() ?? { status: 'ok' as const, db: r.dbPath, maxLagSeconds: null, replicas: [] }),
     );
     return agentHealthReport(reports);
   }
@@ -396,10 +398,5 @@ export class Supervisor {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     return results.every(Boolean);
   }
-}
-
-function errorText(err: unknown): string {
-  if (isPitrError(err)) return `${err.message} [${err.code}]`;
-  return err instanceof Error ? err.message : String(err);
 }
 

@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import { AgentMetrics } from '../monitor/metrics.js';
 import { agentHealthReport } from '../monitor/health.js';
 import { startMonitorServer } from '../monitor/http-server.js';
-import { openDatabase, type DatabaseSpec, type OpenedDatabase } from '../replicate/open-database.js';
+import { openDatabase, type DatabaseSpec } from '../replicate/open-database.js';
 import { databaseSpec, safetyPollMs } from './database-spec.js';
 import type { Replicator } from '../replicate/replicator.js';
 import { Semaphore } from '../util/bounded.js';
@@ -31,7 +31,6 @@ interface Running {
   dbPath: string;
   spec: DbSpec;
   controller: AbortController;
-  opened?: OpenedDatabase;
   replicator?: Replicator;
   done: Promise<boolean>;
   /** Set when the database could not start: why, for /healthz and `pitr agent status`. */
@@ -217,7 +216,7 @@ export class Supervisor {
    * once capture is live (or waits for the app to create the file), or the start failed.
    */
   private async startDb(dbPath: string, spec: DbSpec, must: boolean): Promise<void> {
-    // Removed and back within a scan or two (rm + cp): start once the old run has let go.
+    // Removed and back (rm + cp) while being let go: start once the old run has let go.
     const previous = this.dbs.get(dbPath);
     if (previous?.leaving) await previous.done.then(() => this.dbs.get(dbPath) === previous && this.dbs.delete(dbPath));
     if (this.stopping || this.dbs.has(dbPath)) return;
@@ -241,7 +240,6 @@ export class Supervisor {
         snapshotSlot: (fn) => this.snapshots.run(fn),
         pollBesideWatcherMs: safetyPollMs(Math.max(this.dbs.size, this.expectedDatabases)),
       }));
-      run.opened = opened;
       run.replicator = opened.replicator;
       if (controller.signal.aborted) {
         await opened.release();
@@ -321,8 +319,7 @@ export class Supervisor {
 
   health(): ReturnType<typeof agentHealthReport> {
     if (this.restoring) return { ...agentHealthReport([]), phase: 'restoring' };
-    // A database still opening (a thousand take minutes at start) is not unhealthy: only one
-    // that failed is, with its error.
+    // Still opening (a thousand take minutes) is not unhealthy; failed is, with its error.
     const reports = [...this.dbs.values()].map((r) =>
       r.error !== undefined
         ? { status: 'lagging' as const, db: r.dbPath, maxLagSeconds: null, replicas: [], error: r.error }

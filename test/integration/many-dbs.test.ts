@@ -24,6 +24,13 @@ interface StatusJson {
   dbs: { db: string; txid: number; generation: string; replicas: { url: string; txid: number; lagSeconds: number }[] }[];
 }
 
+/** `pitr agent status --json` of the agent found through `env` (its XDG_RUNTIME_DIR). */
+async function agentStatus(env: Record<string, string>): Promise<StatusJson> {
+  const r = await runCli(['agent', 'status', '--json'], { env });
+  if (r.code !== 0) throw new Error(describeRun(r));
+  return JSON.parse(r.stdout) as StatusJson;
+}
+
 /** Restore the latest state of `url` and return its digest. */
 async function restoredDigest(url: string, out: string): Promise<string> {
   const db = await restoreLatest(url, out);
@@ -71,11 +78,7 @@ describe('one agent, many databases (config file, dir entry)', () => {
     );
     const agent = startAgent(['--config', config], { env });
     try {
-      const status = async (): Promise<StatusJson> => {
-        const r = await runCli(['agent', 'status', '--json'], { env });
-        if (r.code !== 0) throw new Error(describeRun(r));
-        return JSON.parse(r.stdout) as StatusJson;
-      };
+      const status = (): Promise<StatusJson> => agentStatus(env);
       const caughtUp = (s: StatusJson, names: string[]): boolean =>
         names.every((n) => {
           const d = s.dbs.find((x) => x.db === join(tenants, `${n}.db`));
@@ -139,11 +142,7 @@ describe('one agent, many databases (config file, dir entry)', () => {
     writeFileSync(join(tenants, 'broken.db'), Buffer.alloc(8192, 7));
     const config = join(root, 'pitr.yml');
     writeFileSync(config, ['listen: 127.0.0.1:0', 'log-format: json', 'dbs:', `  - dir: ${tenants}`, '    replicas:', `      - ${join(root, 'r')}/{name}`, ''].join('\n'));
-    const status = async (): Promise<StatusJson> => {
-      const r = await runCli(['agent', 'status', '--json'], { env });
-      if (r.code !== 0) throw new Error(describeRun(r));
-      return JSON.parse(r.stdout) as StatusJson;
-    };
+    const status = (): Promise<StatusJson> => agentStatus(env);
     const generations = async (): Promise<Map<string, string>> => {
       const s = await status();
       return new Map(s.dbs.filter((d) => d.generation !== '').map((d) => [d.db, d.generation]));
@@ -272,11 +271,7 @@ describe('one agent, many databases (config file, dir entry)', () => {
     writeFileSync(config, ['log-format: json', 'sync-interval: 0', 'dbs:', `  - dir: ${tenants}`, '    replicas:', `      - ${join(root, 'r')}/{name}`, ''].join('\n'));
     const agent = startAgent(['--config', config], { env });
     const fds = (): number => readdirSync(`/proc/${agent.child.pid}/fd`).length;
-    const status = async (): Promise<StatusJson> => {
-      const r = await runCli(['agent', 'status', '--json'], { env });
-      if (r.code !== 0) throw new Error(describeRun(r));
-      return JSON.parse(r.stdout) as StatusJson;
-    };
+    const status = (): Promise<StatusJson> => agentStatus(env);
     try {
       await waitUntil('steady.db replicating', async () => (await status()).dbs.some((d) => d.txid > 0));
       const baseline = fds();

@@ -26,6 +26,8 @@ export interface SegmentEntry {
   lastTxid: number;
   firstTime: number;
   lastTime: number;
+  /** A catch-up step (one txid: what changed while the agent was down); absent for app transactions. */
+  catchUp?: true;
 }
 
 /** An object named like a pitr object that cannot be used: too small to be one, or found bad by a read. */
@@ -206,6 +208,7 @@ export function buildCatalog(objects: readonly ObjectInfo[], opts: CatalogOption
         lastTxid: name.lastTxid,
         firstTime: name.firstTime,
         lastTime: name.lastTime,
+        ...(name.catchUp && { catchUp: true as const }),
       });
     }
   }

@@ -18,6 +18,11 @@ export async function uploadMergedSegment(
 ): Promise<{ last: SegmentEntry; bytes: number }> {
   const max = maxSegmentBytes ?? 64 << 20;
   const head = pending[0] as SegmentEntry;
+  // A catch-up step goes up alone, under its own key: joined, it would read as app transactions.
+  if (head.catchUp) {
+    await replica.put(head.key, spool.streamStored(head), { size: head.size });
+    return { last: head, bytes: head.size };
+  }
   // An entry stored larger than a merged upload may be can only come from one huge transaction
   // and goes up alone anyway: as it is in the spool, streamed and verified on the way. Read
   // whole and joined, it cost the agent its size once more (a 300 MB transaction: 303 MB).
@@ -29,6 +34,7 @@ export async function uploadMergedSegment(
   const entries: SegmentEntry[] = [];
   let bodyBytes = 0;
   for (const e of pending) {
+    if (e.catchUp) break;
     if (entries.length > 0 && e.firstTxid !== (entries[entries.length - 1] as SegmentEntry).lastTxid + 1) break;
     const part = await spool.readStored(e);
     if (entries.length > 0 && bodyBytes + part.header.bodyLength > max) break;

@@ -51,7 +51,7 @@ export class Spool {
    */
   async addSegment(h: Omit<SegmentHeaderInput, 'compression'>, body: Uint8Array, opts?: { compress?: boolean }): Promise<SegmentEntry> {
     const compression = opts?.compress === false ? 'none' : 'zstd';
-    const key = segmentKey(h.generation, h.firstTxid, h.lastTxid, h.firstTime, h.lastTime);
+    const key = segmentKey(h.generation, h.firstTxid, h.lastTxid, h.firstTime, h.lastTime, h.catchUpFrom !== undefined);
     let size: number;
     if (compression === 'zstd' && body.length > this.streamBodiesOver) {
       // One huge transaction: its compressed copy would cost its size once more (309 MB for a
@@ -62,7 +62,7 @@ export class Spool {
       await this.store.put(key, bytes);
       size = bytes.length;
     }
-    const entry: SegmentEntry = { key, size, ...pick(h) };
+    const entry: SegmentEntry = { key, size, ...pick(h), ...(h.catchUpFrom !== undefined && { catchUp: true as const }) };
     const list = this.segments.get(h.generation) ?? [];
     list.push(entry);
     list.sort((a, b) => a.firstTxid - b.firstTxid);

@@ -6,20 +6,24 @@ import { randomBytes } from 'node:crypto';
  * generation is enough to plan a restore:
  *   generations/<gen>/snapshots/<txid>-<commitTime>.snap
  *   generations/<gen>/segments/<firstTxid>-<lastTxid>-<firstTime>-<lastTime>.seg
+ *   generations/<gen>/segments/<txid>-<txid>-<time>-<time>.catchup.seg   (a catch-up step)
+ * A catch-up step is named as such so that a listing alone can show the downtimes it covers.
  */
 
 export type ObjectName =
   | { kind: 'snapshot'; generation: string; txid: number; commitTime: number }
-  | { kind: 'segment'; generation: string; firstTxid: number; lastTxid: number; firstTime: number; lastTime: number };
+  | { kind: 'segment'; generation: string; firstTxid: number; lastTxid: number; firstTime: number; lastTime: number; catchUp: boolean };
 
 export const GENERATIONS_PREFIX = 'generations/';
 export const SNAPSHOT_SUFFIX = '.snap';
 export const SEGMENT_SUFFIX = '.seg';
+/** Ends the key of a catch-up step (see docs/FORMAT.md); it still ends in SEGMENT_SUFFIX. */
+export const CATCH_UP_SUFFIX = '.catchup.seg';
 
 const GEN = '([0-9a-f]{16})';
 const NUM = '([0-9a-f]{16})';
 const SNAPSHOT_RE = new RegExp(`^generations/${GEN}/snapshots/${NUM}-${NUM}\\.snap$`);
-const SEGMENT_RE = new RegExp(`^generations/${GEN}/segments/${NUM}-${NUM}-${NUM}-${NUM}\\.seg$`);
+const SEGMENT_RE = new RegExp(`^generations/${GEN}/segments/${NUM}-${NUM}-${NUM}-${NUM}(\\.catchup)?\\.seg$`);
 const GENERATION_RE = /^[0-9a-f]{16}$/;
 
 export function isGenerationId(s: string): boolean {
@@ -62,12 +66,13 @@ export function snapshotKey(generation: string, txid: number, commitTime: number
   return `${snapshotsPrefix(generation)}${hex16('txid', txid)}-${hex16('commitTime', commitTime)}${SNAPSHOT_SUFFIX}`;
 }
 
-export function segmentKey(generation: string, firstTxid: number, lastTxid: number, firstTime: number, lastTime: number): string {
+export function segmentKey(generation: string, firstTxid: number, lastTxid: number, firstTime: number, lastTime: number, catchUp = false): string {
   if (firstTxid < 1 || lastTxid < firstTxid) throw new RangeError(`segment txid range ${firstTxid}..${lastTxid} is not valid`);
   if (lastTime < firstTime) throw new RangeError(`segment time range ${firstTime}..${lastTime} is not valid`);
+  if (catchUp && (firstTxid !== lastTxid || firstTime !== lastTime)) throw new RangeError(`a catch-up step is one txid at one time, not ${firstTxid}..${lastTxid}`);
   return (
     `${segmentsPrefix(generation)}${hex16('firstTxid', firstTxid)}-${hex16('lastTxid', lastTxid)}-` +
-    `${hex16('firstTime', firstTime)}-${hex16('lastTime', lastTime)}${SEGMENT_SUFFIX}`
+    `${hex16('firstTime', firstTime)}-${hex16('lastTime', lastTime)}${catchUp ? CATCH_UP_SUFFIX : SEGMENT_SUFFIX}`
   );
 }
 
@@ -75,7 +80,7 @@ export function segmentKey(generation: string, firstTxid: number, lastTxid: numb
 export function objectKey(name: ObjectName): string {
   return name.kind === 'snapshot'
     ? snapshotKey(name.generation, name.txid, name.commitTime)
-    : segmentKey(name.generation, name.firstTxid, name.lastTxid, name.firstTime, name.lastTime);
+    : segmentKey(name.generation, name.firstTxid, name.lastTxid, name.firstTime, name.lastTime, name.catchUp);
 }
 
 /**
@@ -98,7 +103,9 @@ export function parseObjectKey(key: string): ObjectName | null {
     const lastTime = num(m[5]!);
     if (firstTxid === null || lastTxid === null || firstTime === null || lastTime === null) return null;
     if (firstTxid < 1 || lastTxid < firstTxid || lastTime < firstTime) return null;
-    return { kind: 'segment', generation: m[1]!, firstTxid, lastTxid, firstTime, lastTime };
+    const catchUp = m[6] !== undefined;
+    if (catchUp && (firstTxid !== lastTxid || firstTime !== lastTime)) return null;
+    return { kind: 'segment', generation: m[1]!, firstTxid, lastTxid, firstTime, lastTime, catchUp };
   }
   return null;
 }

@@ -33,6 +33,11 @@ export function headerFromRaw(raw: Record<string, unknown>, version: 1 | 2, fail
   const bodyLength = withBodyLength ? intField(raw, 'bodyLength', COMMIT_RECORD_LENGTH, SAFE, fail) : 0;
   if (lastTxid < firstTxid) fail(`lastTxid ${lastTxid} is before firstTxid ${firstTxid}`);
   if (lastTime < firstTime) fail(`lastTime ${lastTime} is before firstTime ${firstTime}`);
+  const catchUpFrom = raw.catchUpFrom === undefined ? undefined : intField(raw, 'catchUpFrom', 0, SAFE, fail);
+  if (catchUpFrom !== undefined) {
+    if (firstTxid !== lastTxid) fail(`a catch-up step holds one transaction, not ${firstTxid}..${lastTxid}`);
+    if (catchUpFrom > firstTime) fail(`catchUpFrom ${catchUpFrom} is after the step's commit time ${firstTime}`);
+  }
   return {
     version,
     kind: 'segment',
@@ -44,6 +49,7 @@ export function headerFromRaw(raw: Record<string, unknown>, version: 1 | 2, fail
     lastTime,
     compression,
     bodyLength,
+    ...(catchUpFrom !== undefined && { catchUpFrom }),
   };
 }
 
@@ -82,10 +88,11 @@ function checkAgainstKey(h: SegmentHeader, name: string | undefined, fail: Fail)
     key.firstTxid !== h.firstTxid ||
     key.lastTxid !== h.lastTxid ||
     key.firstTime !== h.firstTime ||
-    key.lastTime !== h.lastTime
+    key.lastTime !== h.lastTime ||
+    key.catchUp !== (h.catchUpFrom !== undefined)
   ) {
     fail(
-      `its header (generation ${h.generation}, txids ${h.firstTxid}..${h.lastTxid}, times ${h.firstTime}..${h.lastTime}) ` +
+      `its header (generation ${h.generation}, txids ${h.firstTxid}..${h.lastTxid}, times ${h.firstTime}..${h.lastTime}${h.catchUpFrom !== undefined ? ', a catch-up step' : ''}) ` +
         'does not match its key',
     );
   }

@@ -31,6 +31,8 @@ export async function joinSegments(parts: readonly StoredSegment[]): Promise<Uin
   }
   // One part is already the object wanted: same header, same body, checksum verified on read.
   if (parts.length === 1) return (parts[0] as StoredSegment).bytes;
+  // A catch-up step stays an object of its own: its header and key say what it is.
+  if (parts.some((p) => p.header.catchUpFrom !== undefined)) throw new RangeError('joinSegments: a catch-up step cannot be joined with other segments');
   const first = (parts[0] as StoredSegment).header;
   const last = (parts[parts.length - 1] as StoredSegment).header;
   let bodyLength = 0;

@@ -18,6 +18,11 @@ export interface SegmentHeader {
   compression: Compression;
   /** Length of the body before compression. */
   bodyLength: number;
+  /**
+   * Set only on a catch-up step (one transaction: what changed while the agent was down): the
+   * commit time of the txid before it, where the downtime it covers starts (ms).
+   */
+  catchUpFrom?: number;
 }
 
 /** One committed transaction as stored in a segment body. */

@@ -31,8 +31,9 @@ describe('object names', () => {
     const names: ObjectName[] = [
       { kind: 'snapshot', generation: GEN, txid: 0, commitTime: 0 },
       { kind: 'snapshot', generation: GEN, txid: Number.MAX_SAFE_INTEGER, commitTime: 1_763_800_000_000 },
-      { kind: 'segment', generation: GEN, firstTxid: 1, lastTxid: 1, firstTime: 5, lastTime: 5 },
-      { kind: 'segment', generation: 'ffffffffffffffff', firstTxid: 2 ** 40, lastTxid: 2 ** 41, firstTime: 1, lastTime: 2 ** 50 },
+      { kind: 'segment', generation: GEN, firstTxid: 1, lastTxid: 1, firstTime: 5, lastTime: 5, catchUp: false },
+      { kind: 'segment', generation: 'ffffffffffffffff', firstTxid: 2 ** 40, lastTxid: 2 ** 41, firstTime: 1, lastTime: 2 ** 50, catchUp: false },
+      { kind: 'segment', generation: GEN, firstTxid: 7, lastTxid: 7, firstTime: 9, lastTime: 9, catchUp: true },
     ];
     for (const n of names) assert.deepEqual(parseObjectKey(objectKey(n)), n);
   });
@@ -50,6 +51,14 @@ describe('object names', () => {
     const g1 = newGenerationId(1_700_000_000_000);
     const g2 = newGenerationId(1_700_000_000_001);
     assert.ok(snapshotKey(g1, 999, 999) < snapshotKey(g2, 0, 0));
+  });
+
+  it('a catch-up step is one txid at one time, and says so in its key', () => {
+    assert.ok(segmentKey(GEN, 7, 7, 9, 9, true).endsWith('.catchup.seg'));
+    assert.throws(() => segmentKey(GEN, 7, 8, 9, 9, true), RangeError);
+    assert.throws(() => segmentKey(GEN, 7, 7, 9, 10, true), RangeError);
+    assert.equal(parseObjectKey(segmentKey(GEN, 7, 8, 9, 9).replace(/\.seg$/, '.catchup.seg')), null);
+    assert.equal(parseObjectKey(segmentKey(GEN, 7, 7, 9, 9).replace(/\.seg$/, '.catchupx.seg')), null);
   });
 
   it('foreign or malformed keys parse to null', () => {

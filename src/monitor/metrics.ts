@@ -21,6 +21,8 @@ export interface DbMetrics {
   checkpointed(mode: string, busy: boolean, seconds: number): void;
   capturedTransactions(n: number): void;
   snapshotTaken(): void;
+  /** A start shipped what changed while the agent was not capturing as one catch-up step. */
+  catchUpStep(): void;
   verified(replica: string, ok: boolean, seconds: number): void;
 }
 
@@ -39,6 +41,7 @@ export class AgentMetrics {
   private readonly checkpointSeconds: Histogram<'db' | 'mode'>;
   private readonly captured: Counter<'db'>;
   private readonly snapshots: Counter<'db'>;
+  private readonly catchUps: Counter<'db'>;
   private readonly verifyOk: Gauge<'db' | 'replica'>;
   private readonly verifyLast: Gauge<'db' | 'replica'>;
   private readonly verifyLastSuccess: Gauge<'db' | 'replica'>;
@@ -98,6 +101,7 @@ export class AgentMetrics {
     });
     this.captured = new Counter({ name: 'pitr_captured_transactions_total', help: 'Transactions captured from the WAL', labelNames: ['db'], registers: [r] });
     this.snapshots = new Counter({ name: 'pitr_snapshots_total', help: 'Snapshots taken', labelNames: ['db'], registers: [r] });
+    this.catchUps = new Counter({ name: 'pitr_catch_up_steps_total', help: 'Catch-up steps shipped at a start (changes made while the agent was not capturing)', labelNames: ['db'], registers: [r] });
     this.verifyOk = new Gauge({ name: 'pitr_verify_ok', help: '1 if the last scheduled verification passed', labelNames: ['db', 'replica'], registers: [r] });
     this.verifyLast = new Gauge({ name: 'pitr_verify_last_run_timestamp_seconds', help: 'When the last scheduled verification ended', labelNames: ['db', 'replica'], registers: [r] });
     this.verifyLastSuccess = new Gauge({ name: 'pitr_verify_last_success_timestamp_seconds', help: 'When a scheduled verification last passed', labelNames: ['db', 'replica'], registers: [r] });
@@ -119,6 +123,7 @@ export class AgentMetrics {
       },
       capturedTransactions: (n) => this.captured.inc({ db }, n),
       snapshotTaken: () => this.snapshots.inc({ db }),
+      catchUpStep: () => this.catchUps.inc({ db }),
       verified: (replica, ok, seconds) => {
         const labels = { db, replica };
         const now = Date.now() / 1000;

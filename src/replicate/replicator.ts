@@ -42,7 +42,8 @@ export class Replicator {
   private stopping = false;
   private isRunning = false;
   private isWaiting = false;
-  private reopenPending = false;
+  /** Set when the files changed under the agent (what changed): the chain is reopened once they settle. */
+  private reopenPending: string | undefined;
   /** While reopenPending: waits until the files have stopped changing. */
   private readonly settle: FilesSettle;
   private readonly crossings: RpoCrossings;
@@ -111,7 +112,7 @@ export class Replicator {
         this.log.warn('replica unreachable at startup; capture starts anyway and uploads will be retried', { replica: w.url, err });
       }
     }
-    await this.openChain(knownMax, false);
+    await this.openChain(knownMax);
     this.policy.started(Date.now());
     this.passes.start();
     this.isRunning = true;
@@ -154,22 +155,23 @@ export class Replicator {
     return every;
   }
 
-  /** Open (or reopen) the database and the chain; takes the first snapshot of a new generation. */
-  private async openChain(knownMax: number, forceNew: boolean, inPass = false): Promise<void> {
-    if (forceNew || !this.db) {
+  /**
+   * Open (or, after the files changed under the agent, reopen) the database and the chain; takes
+   * the first snapshot of a new generation, and one after a catch-up step that changed most pages.
+   */
+  private async openChain(knownMax: number, changed?: string, inPass = false): Promise<void> {
+    if (changed !== undefined || !this.db) {
       this.db?.close();
       this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.settings.enableWal });
     }
     let position = null;
-    if (!forceNew) {
-      try {
-        position = await loadPosition(this.opts.stateDir);
-      } catch (err) {
-        this.log.warn('saved position unreadable; starting a new generation', { err });
-      }
+    try {
+      position = await loadPosition(this.opts.stateDir);
+    } catch (err) {
+      this.log.warn('saved position unreadable; starting a new generation', { err });
     }
     const s = this.opts.settings;
-    const { capture, newGeneration, reason } = await Capture.start(
+    const started = await Capture.start(
       this.db,
       this.spool,
       {
@@ -182,15 +184,42 @@ export class Replicator {
       },
       position,
       knownMax,
+      changed,
     );
+    const { capture, reason } = started;
     this.capture = capture;
-    if (newGeneration) {
+    // Called at startup or from a pass: either way no pass can run meanwhile, so no lock here.
+    if (started.newGeneration) {
       this.log.info('starting a new generation', { generation: capture.state.generation, reason, txid: capture.state.lastTxid });
-      // Called at startup or from a pass: either way no pass can run meanwhile, so no lock here.
-      await this.snapshot(true, inPass);
+      const base = capture.firstSnapshotPages();
+      await this.snapshot(true, inPass, base.onPage);
+      await base.finish();
       await capture.persist();
     } else {
+      if (started.fingerprintNote) this.log.info('fingerprint', { note: started.fingerprintNote });
+      const r = started.catchUp;
+      if (r?.kind === 'same') {
+        this.log.info('the database is unchanged since the last captured transaction; no catch-up step needed', { reason, pages: r.pages, read: formatDuration(r.readMs) });
+      } else if (r?.kind === 'step') {
+        this.log.info('catch-up step: what changed while the agent was not capturing ships as one step', {
+          reason,
+          txid: r.txid,
+          pages: r.changed,
+          of: r.pages,
+          bytes: r.bytes,
+          downtimeFrom: new Date(r.from).toISOString(),
+          downtimeTo: new Date(r.time).toISOString(),
+          read: formatDuration(r.readMs),
+        });
+        this.opts.metrics.catchUpStep();
+      }
       this.log.info('continuing generation', { generation: capture.state.generation, txid: capture.state.lastTxid });
+      // A step that rewrote most pages is about a snapshot's size: restores after it should not
+      // have to replay everything before it and then it.
+      if (r?.kind === 'step' && r.changed * 2 > r.pages) {
+        this.log.info('taking a snapshot', { reason: 'the catch-up step changed most pages' });
+        await this.snapshot(true, inPass);
+      }
     }
     this.notifyShippers();
   }
@@ -199,7 +228,7 @@ export class Replicator {
     const capture = this.capture;
     if (!capture) return;
     try {
-      if (this.reopenPending) {
+      if (this.reopenPending !== undefined) {
         if (this.stopping) return;
         // The files changed under the agent: start over once they have stopped changing (an
         // operator's restore is several steps: rm, cp, start the app). Each change retries.
@@ -208,8 +237,8 @@ export class Replicator {
           this.passes.later('retry', wait);
           return;
         }
-        await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), true, true);
-        this.reopenPending = false;
+        await this.openChain(Math.max(this.spool.maxTxid(), capture.state.lastTxid), this.reopenPending, true);
+        this.reopenPending = undefined;
         this.settle.clear();
         return;
       }
@@ -219,9 +248,9 @@ export class Replicator {
         // the database's paths, and any checkpoint through them could damage the new file.
         this.db?.close();
         this.db = undefined;
-        this.reopenPending = true;
+        this.reopenPending = `the files changed under the agent: ${r.broken}`;
         this.settle.restart();
-        this.log.warn(`continuity lost: ${r.broken}; pitr let go of the database and starts a new generation once its files have been unchanged for ${formatDuration(SETTLE_MS)}`, {
+        this.log.warn(`continuity lost: ${r.broken}; pitr let go of the database and compares it with what it captured once its files have been unchanged for ${formatDuration(SETTLE_MS)}`, {
           generation: capture.state.generation,
           txid: capture.state.lastTxid,
         });
@@ -280,7 +309,7 @@ export class Replicator {
    * Pin the current state under the lock, then stream pages outside it so capture keeps going.
    * Returns the snapshot's key ('' when there was nothing to snapshot: no chain open).
    */
-  private async snapshot(callerHoldsLock = false, inPass = false): Promise<string> {
+  private async snapshot(callerHoldsLock = false, inPass = false, onPage?: (pgno: number, data: Uint8Array) => void): Promise<string> {
     // Taken before the state is pinned (waiting must not hold a read mark); none in a pass, which
     // holds this database's lock: a requested snapshot may hold a slot while it waits for that lock.
     const slot = inPass ? <T>(fn: () => Promise<T>) => fn() : (this.opts.snapshotSlot ?? (<T>(fn: () => Promise<T>) => fn()));
@@ -301,6 +330,7 @@ export class Replicator {
         pin,
         spool: this.spool,
         onPages: progressLogger(view.dbSizePages, started, this.log),
+        ...(onPage && { onPage }),
         check: () => capture.assertFiles(),
       });
       this.policy.taken(started, Date.now(), walBefore);

@@ -10,12 +10,13 @@
  * `pitr replicate`. Repeated, because the harm was a race between the operator and the agent.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { digestDatabase } from '../fixtures/digest.js';
+import { parseObjectKey } from '../../src/segment/object-names.js';
 import { describeRun, makeTempDir, removeTempDir, runCli, runCliJson, startAgent, trace, waitUntil, type ListOutput, type RestoreOutput } from './helpers.js';
 
 const ROUNDS = Number(process.env['PITR_IT_FILES_CHANGED_ROUNDS'] ?? 10);
@@ -104,16 +105,24 @@ describe('the database files changed under a running agent', { timeout: 15 * 60_
     }
     assert.equal(shell(db, 'PRAGMA integrity_check;'), 'ok');
 
-    // The replica: every state before a replacement is the last state of a generation, and verify
-    // finds nothing wrong.
+    // The replica: every state before a replacement is where a history breaks (the state before a
+    // catch-up step, or the end of a generation), and verify finds nothing wrong.
     const list = await runCliJson<ListOutput>(['list', replica, '--json']);
-    const ends = new Set<string>();
+    const breaks: number[] = list.generations.map((g) => g.lastTxid);
     for (const g of list.generations) {
-      const out = join(dir, `end-${g.id}.db`);
-      await runCliJson<RestoreOutput>(['restore', replica, '-o', out, '--txid', String(g.lastTxid), '--json', '--no-progress']);
+      for (const f of readdirSync(join(replica, 'generations', g.id, 'segments'))) {
+        const name = parseObjectKey(`generations/${g.id}/segments/${f}`);
+        if (name?.kind === 'segment' && name.catchUp) breaks.push(name.firstTxid - 1);
+      }
+    }
+    assert.ok(breaks.length > list.generations.length, 'the replacements were caught up as steps, not only as new generations');
+    const ends = new Set<string>();
+    for (const txid of breaks) {
+      const out = join(dir, `end-${txid}.db`);
+      await runCliJson<RestoreOutput>(['restore', replica, '-o', out, '--txid', String(txid), '--json', '--no-progress']);
       ends.add(digestOf(out));
     }
-    beforeReplacement.forEach((d, round) => assert.ok(ends.has(d), `round ${round}: the state before the replacement is not the end of any generation`));
+    beforeReplacement.forEach((d, round) => assert.ok(ends.has(d), `round ${round}: the state before the replacement is not the state before any catch-up step or generation end`));
     const verify = await runCli(['verify', replica, '--no-progress']);
     assert.equal(verify.code, 0, describeRun(verify));
   });

@@ -1,3 +1,4 @@
+import { parseObjectKey } from '../../src/segment/object-names.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -349,6 +350,16 @@ export async function removeTempDir(dir: string): Promise<void> {
 }
 
 /** Every file under dir, as '/'-separated paths relative to dir, sorted. */
+/** The txids of the catch-up steps in a directory replica, in order (from their keys). */
+export function catchUpTxids(replicaDir: string, generation?: string): number[] {
+  const txids: number[] = [];
+  for (const key of listFilesRecursive(replicaDir)) {
+    const name = parseObjectKey(key);
+    if (name?.kind === 'segment' && name.catchUp && (generation === undefined || name.generation === generation)) txids.push(name.firstTxid);
+  }
+  return txids.sort((a, b) => a - b);
+}
+
 export function listFilesRecursive(dir: string): string[] {
   const out: string[] = [];
   const walk = (rel: string): void => {

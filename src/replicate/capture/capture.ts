@@ -10,6 +10,9 @@ import { addPass, type PassResult } from './pass-result.js';
 import { WalPump, type ChainState } from './wal-pump.js';
 import { Checkpointer } from './checkpointer.js';
 import { continuityProblem, notePageOneFrames, scanAtStart } from './continuity.js';
+import { Fingerprint } from '../fingerprint/fingerprint.js';
+import { catchUp, type CatchUpResult } from '../fingerprint/catch-up.js';
+import { PageImage } from '../page-image.js';
 
 /** A consistent view for a snapshot: the chain state plus where each page's newest copy is. */
 export interface SnapshotView {
@@ -37,14 +40,17 @@ export class Capture {
   private readonly pump: WalPump;
   private readonly checkpointer: Checkpointer;
   private lastCaptureAt = 0;
+  private readonly dbPath: string;
 
   private constructor(
     private readonly db: SourceDb,
     spool: Spool,
     opts: CaptureOptions,
     state: ChainState,
+    fingerprint: Fingerprint,
   ) {
-    this.pump = new WalPump(db, spool, opts, state);
+    this.dbPath = opts.dbPath;
+    this.pump = new WalPump(db, spool, opts, state, fingerprint);
     this.checkpointer = new Checkpointer(db, this.pump, opts);
   }
 
@@ -60,8 +66,12 @@ export class Capture {
   /**
    * Open the chain at startup. Continues the saved position when continuity is proven (same
    * file, same WAL incarnation, its frames up to the saved cursor unchanged, nothing newer in the
-   * spool or the replicas); otherwise starts a new generation, whose first snapshot the caller
-   * must take (see `needsSnapshot`) before anything else.
+   * spool or the replicas). When it is not, and the fingerprint of what was captured is usable,
+   * compares the database with it and continues the generation, shipping what changed meanwhile as
+   * one catch-up step (nothing when nothing changed). Otherwise starts a new generation, whose first
+   * snapshot the caller must take (see `newGeneration`) before anything else, feeding its pages to
+   * `firstSnapshotPages()`.
+   * `distrust`: the files changed under the running agent (FileGuard): the WAL proves nothing.
    */
   static async start(
     db: SourceDb,
@@ -69,7 +79,8 @@ export class Capture {
     opts: CaptureOptions,
     position: Position | null,
     knownMaxTxid: number,
-  ): Promise<{ capture: Capture; newGeneration: boolean; reason: string }> {
+    distrust?: string,
+  ): Promise<{ capture: Capture; newGeneration: boolean; reason: string; catchUp?: CatchUpResult; fingerprintNote?: string }> {
     const walPath = `${opts.dbPath}-wal`;
     const scan = await scanAtStart(db, opts.dbPath, walPath);
     const commits = scan.kind === 'ok' ? scan.commits : [];
@@ -82,34 +93,97 @@ export class Capture {
     // Without commits in the WAL the size comes from the file header, read now, under the read
     // transaction: the header read when the database was opened may predate a checkpoint.
     const dbSizePages = lastCommit ? lastCommit.dbSizePages : (await readDbFileInfo(opts.dbPath)).pageCount;
+    const pageSize = db.info.pageSize;
 
-    const reason = await continuityProblem(db, walPath, position, knownMaxTxid, scan);
+    let reason = distrust ?? (await continuityProblem(db, walPath, position, knownMaxTxid, scan));
+    const fp: Fingerprint | string = !position
+      ? 'no saved position'
+      : position.pageSize !== pageSize
+        ? 'the page size changed'
+        : await Fingerprint.load(opts.stateDir, { generation: position.generation, pageSize, upTo: Math.max(knownMaxTxid, position.lastTxid) });
+
     if (reason === null && position) {
-      const capture = new Capture(db, spool, opts, {
-        generation: position.generation,
-        lastTxid: position.lastTxid,
-        lastTime: position.lastTime,
-        cursor: position.cursor,
-        dbSizePages: position.dbSizePages,
-      });
+      const chain = { generation: position.generation, lastTxid: position.lastTxid, lastTime: position.lastTime, cursor: position.cursor, dbSizePages: position.dbSizePages };
+      const fingerprint = typeof fp === 'string' ? await Fingerprint.start(opts.stateDir, position.generation, pageSize) : fp;
+      const capture = new Capture(db, spool, opts, chain, fingerprint);
       const oldFrames = position.cursor?.frame ?? 0;
       capture.pump.mapCommits(commits.filter((c) => c.lastFrame <= oldFrames));
-      const fresh = commits.filter((c) => c.firstFrame > oldFrames);
-      if (fresh.length > 0 && scan.kind === 'ok') {
-        await capture.pump.spoolCommits(fresh, scan.cursor);
+      // The WAL proves its own frames, not the rest of the file: a file copied over the database
+      // in place, its WAL kept, passes every check above. Page 1 is in every other database's
+      // header, so one page read catches that (a full comparison follows).
+      if (typeof fp !== 'string' && !(await capture.pageOneMatches(fp))) {
+        reason = 'page 1 differs from the captured one (the database file was overwritten in place?)';
+      } else {
+        const fresh = commits.filter((c) => c.firstFrame > oldFrames);
+        if (fresh.length > 0 && scan.kind === 'ok') await capture.pump.spoolCommits(fresh, scan.cursor);
+        // An existing generation without a fingerprint (saved by an earlier pitr): build it now.
+        const fingerprintNote = typeof fp === 'string' ? await capture.buildFingerprint(fp) : undefined;
+        return { capture, newGeneration: false, reason: 'continuity proven', ...(fingerprintNote && { fingerprintNote }) };
       }
-      return { capture, newGeneration: false, reason: 'continuity proven' };
+    }
+    reason ??= 'no saved position';
+    let why = typeof fp === 'string' ? `${reason}, and ${fp}` : reason;
+    if (position && typeof fp !== 'string') {
+      const chain = { generation: position.generation, lastTxid: fp.txid, lastTime: fp.lastTime, cursor, dbSizePages };
+      const capture = new Capture(db, spool, opts, chain, fp);
+      capture.pump.mapCommits(commits);
+      const r = await catchUp({ dbPath: opts.dbPath, view: capture.snapshotView(), fp, spool, generation: position.generation });
+      if (r.kind !== 'too-large') {
+        if (r.kind === 'step') capture.pump.state = { ...capture.pump.state, lastTxid: r.txid, lastTime: r.time };
+        await capture.persist();
+        return { capture, newGeneration: false, reason, catchUp: r };
+      }
+      why = `${reason}, and at least ${r.changedAtLeast} of ${r.pages} pages changed, more than one catch-up step may hold`;
     }
     const txid = Math.max(knownMaxTxid, position?.lastTxid ?? 0) + 1;
-    const capture = new Capture(db, spool, opts, {
-      generation: newGenerationId(),
-      lastTxid: txid,
-      lastTime: Math.max(Date.now(), position?.lastTime ?? 0),
-      cursor,
-      dbSizePages,
-    });
+    const generation = newGenerationId();
+    const capture = new Capture(
+      db,
+      spool,
+      opts,
+      { generation, lastTxid: txid, lastTime: Math.max(Date.now(), position?.lastTime ?? 0), cursor, dbSizePages },
+      await Fingerprint.start(opts.stateDir, generation, pageSize),
+    );
     capture.pump.mapCommits(commits);
-    return { capture, newGeneration: true, reason: reason ?? 'no saved position' };
+    return { capture, newGeneration: true, reason: why };
+  }
+
+  /** True when page 1 as of the chain's position hashes as the fingerprint says. */
+  private async pageOneMatches(fp: Fingerprint): Promise<boolean> {
+    const image = await PageImage.open(this.dbPath, this.snapshotView());
+    try {
+      return fp.pages?.get(1) === fp.hashPage(image.page(1));
+    } finally {
+      await image.close();
+    }
+  }
+
+  /**
+   * Hash every page as of the chain's position into a new fingerprint base: for a generation
+   * continued without a usable one. Returns a note for the log.
+   */
+  private async buildFingerprint(why: string): Promise<string> {
+    const started = Date.now();
+    const view = this.snapshotView();
+    const base = this.pump.fingerprint.newBase();
+    const image = await PageImage.open(this.dbPath, view);
+    try {
+      for (let pgno = 1; pgno <= view.dbSizePages; pgno++) base.onPage(pgno, image.page(pgno));
+    } finally {
+      await image.close();
+    }
+    await base.finish(view.txid, view.commitTime, view.dbSizePages);
+    return `${why}; built one from the database (${view.dbSizePages} pages in ${Date.now() - started} ms)`;
+  }
+
+  /**
+   * For a new generation's first snapshot: feed `onPage` every page of it, then `finish()` once it
+   * is spooled, which makes those pages the fingerprint's base.
+   */
+  firstSnapshotPages(): { onPage: (pgno: number, data: Uint8Array) => void; finish: () => Promise<void> } {
+    const base = this.pump.fingerprint.newBase();
+    const { lastTxid, lastTime, dbSizePages } = this.pump.state;
+    return { onPage: base.onPage, finish: () => base.finish(lastTxid, lastTime, dbSizePages) };
   }
 
   /**

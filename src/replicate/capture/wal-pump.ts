@@ -10,6 +10,7 @@ import type { Spool } from '../spool.js';
 import { savePosition, type Position } from './position.js';
 import type { PassResult } from './pass-result.js';
 import type { CaptureOptions } from './capture-options.js';
+import type { Fingerprint } from '../fingerprint/fingerprint.js';
 
 /** The capture chain: what has been spooled, and where that leaves us in the WAL. */
 export interface ChainState {
@@ -57,6 +58,8 @@ export class WalPump {
     private readonly spool: Spool,
     private readonly opts: CaptureOptions,
     state: ChainState,
+    /** Told every page spooled, and journaled per spool entry (see Fingerprint). */
+    readonly fingerprint: Fingerprint,
   ) {
     this.walPath = `${opts.dbPath}-wal`;
     this.state = state;
@@ -172,6 +175,8 @@ export class WalPump {
     const pageSize = this.db.info.pageSize;
     // Commit time = when we read the commit frame: an upper bound on the true commit time.
     const time = Math.max(Date.now(), this.state.lastTime);
+    // Pages fed to the fingerprint by a call that failed before their entry was written.
+    this.fingerprint.discard();
     const fh = await open(this.walPath, 'r');
     let bytes = 0;
     let txid = this.state.lastTxid;
@@ -193,18 +198,26 @@ export class WalPump {
       const flush = async (): Promise<void> => {
         if (builder.txCount === 0) return;
         const body = builder.finish();
-        await this.spoolEntry(
-          {
-            generation: this.state.generation,
-            pageSize,
-            firstTxid: builder.firstTxid as number,
-            lastTxid: builder.lastTxid as number,
-            firstTime: builder.firstTime as number,
-            lastTime: builder.lastTime as number,
-          },
-          body,
-          { compress: !raw },
-        );
+        // Journaled before the entry is written: after a kill the fingerprint is never behind the spool.
+        await this.fingerprint.record(builder.firstTxid as number, builder.lastTxid as number, time);
+        try {
+          await this.spoolEntry(
+            {
+              generation: this.state.generation,
+              pageSize,
+              firstTxid: builder.firstTxid as number,
+              lastTxid: builder.lastTxid as number,
+              firstTime: builder.firstTime as number,
+              lastTime: builder.lastTime as number,
+            },
+            body,
+            { compress: !raw },
+          );
+        } catch (err) {
+          this.fingerprint.discard();
+          throw err;
+        }
+        this.fingerprint.applied();
         // The spool has compressed or copied the body by now: the next builder may overwrite it. Not
         // one grown for a single huge transaction: under steady writes no quiet moment drops it, and
         // the agent would hold that transaction's size for as long as the writes go on.
@@ -226,6 +239,7 @@ export class WalPump {
         };
         builder = nextBuilder();
         await this.persist();
+        await this.fingerprint.compactIfDue();
       };
       // One read per run of adjacent commits (normally the whole pass), not one per commit: at
       // thousands of small commits a second, a thread-pool round trip per commit was the agent's
@@ -244,12 +258,14 @@ export class WalPump {
         let inCommit = 0;
         await readWalPages(fh, after, (run[0] as WalCommit).firstFrame, pgnos, (pgno, data) => {
           builder.page(pgno, data);
+          this.fingerprint.page(pgno, data);
           if (pgno === 1) this.db.guard.notePageOne(data);
           const c = run[ci] as WalCommit;
           if (++inCommit < c.pgnos.length) return undefined;
           // The commit's last frame: the transaction is whole.
           txid++;
           builder.commit(c.dbSizePages, txid, time);
+          this.fingerprint.commit(c.dbSizePages);
           ci++;
           inCommit = 0;
           // A promise only when an entry is full, so the other pages cost no await.

@@ -26,6 +26,7 @@ export { planRestore, type RestorePlan, type RestoreTarget } from './restore/pla
 export { restore, type RestoreOptions, type RestoreResult } from './restore/restore.js';
 export { loadCatalog, loadReplica } from './restore/replica-view.js';
 export { buildCatalog, type Catalog } from './catalog/catalog.js';
+export { catchUpsOf, type CatchUp } from './catalog/catch-ups.js';
 
 // Verification of a replica: every checksum, a test restore, a live comparison.
 export { verifyReplica, type VerifyOptions, type VerifyResult } from './verify/verify-replica.js';

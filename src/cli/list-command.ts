@@ -6,6 +6,11 @@ import { describeDamaged, describeHole, describeLost, describeMissingBase, txids
 import { PitrError } from '../errors.js';
 import { iso, reportError } from './cli-util.js';
 import { formatBytes } from '../util/duration.js';
+import { catchUpsOf } from '../catalog/catch-ups.js';
+import { catchUpJson, describeCatchUp, describeTotalDowntime } from './catch-up-output.js';
+
+/** A generation with more catch-up steps than this lists the newest this many in text (--json lists all). */
+const CATCH_UPS_SHOWN = 10;
 
 export function listCommand(): Command {
   return new Command('list')
@@ -14,7 +19,8 @@ export function listCommand(): Command {
       'List what REPLICA holds: per generation its snapshots, segments, bytes, and the restorable window(s) ' +
         '(first and last commit time and txid); and what it lacks: holes (missing txids), segments no snapshot ' +
         'reaches (orphans), a missing base snapshot, damaged objects, and the newest txid the replica is known to ' +
-        'have reached (from object names and the heartbeat, which the agent writes after uploads).',
+        'have reached (from object names and the heartbeat, which the agent writes after uploads). Each catch-up ' +
+        'step (what the app changed while the agent was down, one txid) is shown with the downtime it covers.',
     )
     .argument('<replica>', 'replica URL: a directory path, file:///abs/path or s3://bucket/prefix')
     .option('--json', 'print one JSON object on stdout')
@@ -25,6 +31,7 @@ export function listCommand(): Command {
           const { catalog, notes } = await loadReplica(storage);
           const latest = latestState(catalog);
           const generations = catalog.generations.map((g) => {
+            const catchUps = catchUpsOf(g);
             const first = g.windows[0];
             const last = g.windows[g.windows.length - 1];
             return {
@@ -55,6 +62,7 @@ export function listCommand(): Command {
               missingBase: g.missingBase ? { firstTxid: g.missingBase.firstTxid, lastTxid: g.missingBase.lastTxid, damaged: g.missingBase.damaged.map((d) => d.key) } : null,
               orphans: g.orphans.map((s) => ({ key: s.key, firstTxid: s.firstTxid, lastTxid: s.lastTxid })),
               damaged: g.damaged.map((d) => ({ key: d.key, size: d.size, reason: d.reason })),
+              catchUps: catchUps.map(catchUpJson),
             };
           });
           const lost = latest.lost ? describeLost(latest.lost) : null;
@@ -80,8 +88,16 @@ export function listCommand(): Command {
           const out = [`replica ${storage.url}`];
           for (const g of catalog.generations) {
             const damaged = g.damaged.length > 0 ? `, ${g.damaged.length} damaged` : '';
-            out.push(`generation ${g.id}: ${g.snapshots.length} snapshots, ${g.segments.length} segments${damaged}, ${formatBytes(g.bytes)}`);
+            const catchUps = catchUpsOf(g);
+            const steps = catchUps.length > 0 ? ` (${catchUps.length} catch-up step${catchUps.length === 1 ? '' : 's'})` : '';
+            out.push(`generation ${g.id}: ${g.snapshots.length} snapshots, ${g.segments.length} segments${steps}${damaged}, ${formatBytes(g.bytes)}`);
             for (const w of g.windows) out.push(`  restorable ${txids(w.firstTxid, w.lastTxid)}  ${iso(w.firstTime)} .. ${iso(w.lastTime)}`);
+            if (catchUps.length > 1) {
+              const hidden = catchUps.length - CATCH_UPS_SHOWN;
+              const more = hidden > 0 ? `; the ${hidden} older are not shown (--json lists each)` : '';
+              out.push(`  ${catchUps.length} catch-up steps, ${describeTotalDowntime(catchUps)}${more}`);
+            }
+            for (const c of catchUps.slice(-CATCH_UPS_SHOWN)) out.push(`  ${describeCatchUp(c)}`);
             if (g.windows.length === 0) out.push('  not restorable');
             if (g.newestTxid > 0 && !g.complete) out.push(`  INCOMPLETE  its newest txid ${g.newestTxid} is not restorable`);
             if (g.missingBase) out.push(`  MISSING BASE  ${describeMissingBase(g.missingBase)}`);

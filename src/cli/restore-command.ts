@@ -4,7 +4,9 @@ import { restore, type RestorePhases, type RestoreProgress, type RestoreResult }
 import { ProgressLine } from './progress-line.js';
 import { PitrError } from '../errors.js';
 import { iso, positiveIntArg, reportError, timestampArg, targetFromFlags } from './cli-util.js';
-import { formatBytes } from '../util/duration.js';
+import { formatBytes, formatDuration } from '../util/duration.js';
+import { describeInsideDowntime, downtimeMs, type CatchUp } from '../catalog/catch-ups.js';
+import { downtimeSpan } from './catch-up-output.js';
 
 interface RestoreFlags {
   output: string;
@@ -26,7 +28,9 @@ export function restoreCommand(): Command {
         '  --txid N      right after transaction N (see `pitr list` for the txid ranges)\n\n' +
         'Commit times are when pitr read the commit from the WAL: at most the capture latency after the true ' +
         'commit. OUT appears only complete and verified (PRAGMA integrity_check); an existing OUT is never ' +
-        'replaced without --force.',
+        'replaced without --force.\n\n' +
+        'A --to TIME inside a downtime of the agent (what the app committed then is one catch-up step, see `pitr list`) ' +
+        'restores the state before the step and warns; --txid on the step restores the state after it.',
     )
     .argument('<replica>', 'replica URL: a directory path, file:///abs/path or s3://bucket/prefix')
     .requiredOption('-o, --output <path>', 'where to write the restored database')
@@ -84,6 +88,24 @@ function warnSkipped(r: RestoreResult): void {
     process.stderr.write(`pitr: warning: generation ${g} holds only damaged objects and is not the replica's latest state; it was passed over\n`);
   }
   for (const n of r.notes) process.stderr.write(`pitr: warning: ${n}\n`);
+  // Not an error: the state before the step is what was last known at the target time. But the
+  // transactions made in the downtime are not in it, and no time picks them one by one.
+  if (r.plan.insideDowntime) {
+    process.stderr.write(`pitr: warning: ${describeInsideDowntime(r.plan.insideDowntime, r.txid, r.dryRun ? 'the plan restores' : 'restored')}\n`);
+  }
+}
+
+/** A catch-up step in restore's --json: the step's txid, where its downtime starts and ends. */
+function downtimeJson(c: CatchUp | undefined, txidField: 'txid' | 'catchUpTxid'): Record<string, unknown> | null {
+  if (!c) return null;
+  return {
+    [txidField]: c.txid,
+    from: c.from === null ? null : iso(c.from),
+    fromMs: c.from,
+    to: iso(c.to),
+    toMs: c.to,
+    downtimeMs: downtimeMs(c),
+  };
 }
 
 function showProgress(line: ProgressLine, p: RestoreProgress): void {
@@ -113,6 +135,8 @@ function print(r: RestoreResult, json: boolean): void {
       commitTimeMs: r.commitTime,
       skipped: r.skipped.map((d) => ({ key: d.key, reason: d.reason })),
       skippedGenerations: p.skippedGenerations,
+      insideDowntime: downtimeJson(p.insideDowntime, 'catchUpTxid'),
+      catchUpTarget: downtimeJson(p.catchUpTarget, 'txid'),
     };
     const out = r.dryRun
       ? {
@@ -120,7 +144,7 @@ function print(r: RestoreResult, json: boolean): void {
           output: r.output,
           ...common,
           snapshot: { key: p.snapshot.key, txid: p.snapshot.txid, size: p.snapshot.size },
-          segments: p.segments.map((s) => ({ key: s.key, firstTxid: s.firstTxid, lastTxid: s.lastTxid, size: s.size })),
+          segments: p.segments.map((s) => ({ key: s.key, firstTxid: s.firstTxid, lastTxid: s.lastTxid, size: s.size, catchUp: s.catchUp === true })),
           bytes: p.bytes,
           ...(r.refused ? { refused: { code: r.refused.code, message: r.refused.message, hint: r.refused.hint ?? null } } : {}),
         }
@@ -142,7 +166,9 @@ function print(r: RestoreResult, json: boolean): void {
     ? [
         `plan: restore generation ${p.generation} to txid ${r.txid} (committed ${iso(r.commitTime)})`,
         `  snapshot  ${p.snapshot.key}  txid ${p.snapshot.txid}  ${formatBytes(p.snapshot.size)}`,
-        ...p.segments.map((s) => `  segment   ${s.key}  txid ${s.firstTxid}..${s.lastTxid}  ${formatBytes(s.size)}`),
+        ...p.segments.map((s) =>
+          s.catchUp ? `  catch-up  ${s.key}  txid ${s.firstTxid}  ${formatBytes(s.size)}` : `  segment   ${s.key}  txid ${s.firstTxid}..${s.lastTxid}  ${formatBytes(s.size)}`,
+        ),
         `  total     ${p.segments.length + 1} objects, ${formatBytes(p.bytes)} to download; nothing written (dry run)`,
       ]
     : [
@@ -150,6 +176,11 @@ function print(r: RestoreResult, json: boolean): void {
         `  from snapshot txid ${p.snapshot.txid} + ${p.segments.length} segments, ${formatBytes(p.bytes)}, ${r.dbSizePages} pages; integrity_check ok`,
         ...(r.phases ? [`  took ${seconds(r.durationMs)}: plan ${seconds(r.phases.planMs)}, fetch+apply ${seconds(r.phases.applyMs)}, integrity_check ${seconds(r.phases.checkMs)}, fsync+rename ${seconds(r.phases.syncMs)}`] : []),
       ];
+  if (p.catchUpTarget && r.dryRun) {
+    const c = p.catchUpTarget;
+    const ms = downtimeMs(c);
+    lines.push(`  note: txid ${c.txid} is a catch-up step: the changes made while the agent was down (${ms === null ? '' : `${formatDuration(ms)}, `}${downtimeSpan(c)}), as one step`);
+  }
   if (p.target.kind === 'time' && p.stopTime !== undefined && p.stopTime > p.window.lastTime) {
     lines.push(`  note: the newest replicated commit is ${iso(p.window.lastTime)}, before the requested time; this is the latest state the replica holds`);
   }

@@ -3,6 +3,8 @@ import { openReplicaToRead } from './replica-arg.js';
 import { replicaStatus, type ReplicaStatus } from '../monitor/status.js';
 import { formatBytes, formatDuration, parseDuration } from '../util/duration.js';
 import { iso, reportError } from './cli-util.js';
+import { downtimeMs } from '../catalog/catch-ups.js';
+import { catchUpJson, downtimeSpan } from './catch-up-output.js';
 
 interface MaxAge {
   ms: number;
@@ -36,7 +38,8 @@ export function statusCommand(): Command {
         'heartbeat vouches for the newest txid (the agent writes it while the replica is caught up), ' +
         'otherwise the newest commit time.\n\n' +
         'It also reports what the replica lacks: missing base snapshots, holes, orphaned segments, damaged objects ' +
-        '(checked from the listing and the heartbeat, which names the newest durable txid).\n\n' +
+        '(checked from the listing and the heartbeat, which names the newest durable txid); and the catch-up steps ' +
+        '(what the app changed while the agent was down, one step each): how many, the downtime they cover, the newest.\n\n' +
         `With --max-age, one line "OK: ..." or "CRITICAL: ..." goes to stderr and the exit code is 0, or ${EXIT_CRITICAL} ` +
         'when the age is over the limit or the newest state is not restorable. Errors (bad URL, unreachable replica) exit 1.',
     )
@@ -140,6 +143,10 @@ function toJson(s: ReplicaStatus, check: Check | undefined): Record<string, unkn
       ? { key: s.newestSnapshot.key, txid: s.newestSnapshot.txid, commitTime: iso(s.newestSnapshot.commitTime), commitTimeMs: s.newestSnapshot.commitTime, ageMs: s.newestSnapshot.ageMs }
       : null,
     segments: s.segments,
+    catchUps: s.catchUps,
+    catchUpDowntimeMs: s.catchUpDowntimeMs,
+    newestCatchUp: s.newestCatchUp ? { generation: s.newestCatchUp.generation, ...catchUpJson(s.newestCatchUp), ageMs: Math.max(0, s.now - s.newestCatchUp.to) } : null,
+    catchUpsByGeneration: s.catchUpsByGeneration,
     objects: s.objects,
     bytes: s.bytes,
     bytesDayAgo: s.bytesDayAgo,
@@ -179,6 +186,13 @@ function human(s: ReplicaStatus): string {
   }
   const snap = s.newestSnapshot ? `, newest txid ${s.newestSnapshot.txid} at ${iso(s.newestSnapshot.commitTime)} (${formatDuration(s.newestSnapshot.ageMs)} old)` : '';
   out.push(`snapshots   ${s.snapshots}${snap}`);
+  if (s.newestCatchUp) {
+    const perGen = s.catchUpsByGeneration.length > 1 ? `: ${s.catchUpsByGeneration.map((g) => `generation ${g.generation} ${g.catchUps} (${formatDuration(g.downtimeMs)})`).join(', ')}` : '';
+    out.push(`catch-ups   ${s.catchUps} (changes made while the agent was down, one step each), ${formatDuration(s.catchUpDowntimeMs)} of downtime in all${perGen}`);
+    const c = s.newestCatchUp;
+    const ms = downtimeMs(c);
+    out.push(`            newest txid ${c.txid} of generation ${c.generation}: ${ms === null ? 'downtime' : `${formatDuration(ms)} of downtime`} ${downtimeSpan(c)} (${ago(c.to)})`);
+  }
   out.push(`stored      ${formatBytes(s.bytes)} in ${s.objects} objects (${s.generations} generations, ${s.segments} segments)`);
   out.push(`last 24h    +${formatBytes(s.bytesChange24h)} (${SIZE_NOTE})`);
   for (const p of s.problems) out.push(`PROBLEM     ${p}`);

@@ -1,6 +1,7 @@
 import { PitrError } from '../errors.js';
 import { buildCatalog, latestState, type DamagedObject, type GenerationEntry, type Hole, type MissingBase, type SegmentEntry, type SnapshotEntry, type Window } from '../catalog/catalog.js';
 import { describeDamaged, describeLost, generationProblems } from '../catalog/describe.js';
+import { catchUpsOf, totalDowntimeMs, type CatchUp } from '../catalog/catch-ups.js';
 import { GENERATIONS_PREFIX } from '../segment/object-names.js';
 import type { ObjectInfo, StorageClient } from '../storage/storage-client.js';
 import { readReplicaMarker, type Heartbeat } from './heartbeat.js';
@@ -41,6 +42,15 @@ export interface ReplicaStatus {
   snapshots: number;
   newestSnapshot: { key: string; txid: number; commitTime: number; ageMs: number } | null;
   segments: number;
+  /**
+   * Catch-up steps (what changed while the agent was down, each one txid) in the whole replica,
+   * the downtime they cover (ms; steps whose start the listing cannot tell count 0), the newest
+   * (by generation, then txid), and per generation that holds any, oldest first.
+   */
+  catchUps: number;
+  catchUpDowntimeMs: number;
+  newestCatchUp: CatchUp | null;
+  catchUpsByGeneration: { generation: string; catchUps: number; downtimeMs: number }[];
   objects: number;
   bytes: number;
   /** Bytes of objects last modified more than 24 h before `now`. */
@@ -113,6 +123,19 @@ export function computeStatus(replica: string, objects: readonly ObjectInfo[], h
     segments += g.segments.length;
   }
   const newest: SnapshotEntry | undefined = latestGen?.snapshots[latestGen.snapshots.length - 1];
+  const catchUpsByGeneration: ReplicaStatus['catchUpsByGeneration'] = [];
+  let newestCatchUp: CatchUp | null = null;
+  let catchUps = 0;
+  let catchUpDowntimeMs = 0;
+  for (const g of catalog.generations) {
+    const steps = catchUpsOf(g);
+    if (steps.length === 0) continue;
+    const downtimeMs = totalDowntimeMs(steps);
+    catchUpsByGeneration.push({ generation: g.id, catchUps: steps.length, downtimeMs });
+    catchUps += steps.length;
+    catchUpDowntimeMs += downtimeMs;
+    newestCatchUp = steps[steps.length - 1] as CatchUp;
+  }
 
   let bytes = 0;
   let bytesDayAgo = 0;
@@ -140,6 +163,10 @@ export function computeStatus(replica: string, objects: readonly ObjectInfo[], h
     snapshots,
     newestSnapshot: newest ? { key: newest.key, txid: newest.txid, commitTime: newest.commitTime, ageMs: Math.max(0, now - newest.commitTime) } : null,
     segments,
+    catchUps,
+    catchUpDowntimeMs,
+    newestCatchUp,
+    catchUpsByGeneration,
     objects: objects.length,
     bytes,
     bytesDayAgo,

@@ -1,6 +1,7 @@
 import { PitrError } from '../errors.js';
 import { hasIntact, latestState, type Catalog, type DamagedObject, type GenerationEntry, type SegmentEntry, type SnapshotEntry, type Window } from '../catalog/catalog.js';
 import { describeDamaged, describeHole, describeLost, describeMissingBase, describeOrphans, describeRestorable, orphansAfterHoles, txids } from '../catalog/describe.js';
+import { catchUpsOf, downtimeAt, type CatchUp } from '../catalog/catch-ups.js';
 
 /** What state to restore. */
 export type RestoreTarget = { kind: 'latest' } | { kind: 'txid'; txid: number } | { kind: 'time'; timeMs: number };
@@ -24,6 +25,13 @@ export interface RestorePlan {
   skipped: DamagedObject[];
   /** Newer generations that hold only damaged objects, passed over for the latest state. */
   skippedGenerations: string[];
+  /**
+   * A time target inside the downtime a catch-up step covers (after the commit of txid - 1, before
+   * the step): the plan ends at the state before the step, and the caller should say so.
+   */
+  insideDowntime?: CatchUp;
+  /** A --txid target that is a catch-up step: the file as the agent found it after a downtime. */
+  catchUpTarget?: CatchUp;
 }
 
 interface Located {
@@ -105,6 +113,8 @@ export function planRestore(catalog: Catalog, target: RestoreTarget, replicaUrl 
   const snapshot = chooseSnapshot(loc, stopTxid, stopTime);
   const segments = chainSegments(loc.gen, snapshot.txid, stopTxid, stopTime);
   const bytes = snapshot.size + segments.reduce((n, s) => n + s.size, 0);
+  const insideDowntime = stopTime === undefined ? undefined : downtimeAt(loc.gen, stopTime, snapshot.txid, stopTxid);
+  const catchUpTarget = target.kind === 'txid' ? catchUpsOf(loc.gen).find((c) => c.txid === target.txid) : undefined;
   return {
     target,
     generation: loc.gen.id,
@@ -116,6 +126,8 @@ export function planRestore(catalog: Catalog, target: RestoreTarget, replicaUrl 
     bytes,
     skipped: catalog.damaged,
     skippedGenerations: latest.skippedGenerations.map((g) => g.id),
+    ...(insideDowntime && { insideDowntime }),
+    ...(catchUpTarget && { catchUpTarget }),
   };
 }
 

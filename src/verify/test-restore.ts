@@ -5,12 +5,15 @@ import { restore } from '../restore/restore.js';
 import type { StorageClient } from '../storage/storage-client.js';
 import { problemFrom, throwIfAborted } from './problems.js';
 import type { VerifyProblem } from './verify-report.js';
+import type { CatchUp } from '../catalog/catch-ups.js';
 
 export interface Restored {
   generation: string;
   txid: number;
   commitTime: number;
   path: string;
+  /** The target was a time inside a downtime: the state restored is the one before this catch-up step. */
+  insideDowntime?: CatchUp;
 }
 
 export type RestoreOutcome =
@@ -44,7 +47,8 @@ export async function tryRestore(
   }
   try {
     const r = await restore({ storage, output, target, damaged: bad, ...(signal ? { signal } : {}) });
-    return { ok: true, restored: { generation: r.plan.generation, txid: r.txid, commitTime: r.commitTime, path: output } };
+    const inside = r.plan.insideDowntime;
+    return { ok: true, restored: { generation: r.plan.generation, txid: r.txid, commitTime: r.commitTime, path: output, ...(inside && { insideDowntime: inside }) } };
   } catch (err) {
     throwIfAborted(signal, err);
     const integrity = isPitrError(err, 'INTEGRITY_CHECK_FAILED');

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PitrError } from '../errors.js';
 import { buildCatalog, latestState } from '../catalog/catalog.js';
+import { describeInsideDowntime } from '../catalog/catch-ups.js';
 import type { RestoreTarget } from '../restore/plan.js';
 import { loadReplica } from '../restore/replica-view.js';
 import type { StorageClient } from '../storage/storage-client.js';
@@ -116,6 +117,7 @@ export async function verifyReplica(opts: VerifyOptions): Promise<VerifyResult> 
       result.txid = restored.txid;
       result.commitTime = restored.commitTime;
       result.integrity = 'ok';
+      if (restored.insideDowntime) result.notes.push(describeInsideDowntime(restored.insideDowntime, restored.txid, 'verified'));
     } else {
       result.problems.push(main.problem);
       result.integrity = main.why === 'integrity' ? main.problem.message : `skipped: ${describeTarget(target)} could not be restored`;

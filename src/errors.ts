@@ -87,3 +87,13 @@ export function errorText(err: unknown): string {
   if (isPitrError(err)) return `${err.message} [${err.code}]`;
   return err instanceof Error ? err.message : String(err);
 }
+
+/** True when err (or an error it wraps) is a full disk or quota. */
+export function isDiskFull(err: unknown): boolean {
+  for (let e: unknown = err; e !== undefined && e !== null; e = (e as { cause?: unknown }).cause) {
+    const code = errnoCode(e);
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+    if (typeof e !== 'object') break;
+  }
+  return false;
+}

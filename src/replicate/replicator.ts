@@ -4,7 +4,7 @@ import { SourceDb } from '../db/source-db.js';
 import { Capture, QUIET_MS } from './capture/capture.js';
 import { Spool } from './spool.js';
 import { Shipper } from './shipper.js';
-import { loadPosition } from './capture/position.js';
+import { loadPositionOrWarn } from './capture/position.js';
 import { progressLogger, writeSnapshotToSpool } from './snapshotter.js';
 import type { Logger } from '../log.js';
 import type { MetricsSource } from '../monitor/metrics.js';
@@ -19,6 +19,7 @@ import { ReplicaWorker, type WorkerContext } from './replica-worker.js';
 import { PassScheduler } from './pass-scheduler.js';
 import { SnapshotPolicy } from './snapshot-policy.js';
 import { FilesSettle, SETTLE_MS } from './files-settle.js';
+import { logCatchUp } from './fingerprint/catch-up-log.js';
 
 import type { ReplicatorOptions, ReplicatorResult } from './replicator-options.js';
 export type { ReplicaRun, ReplicatorOptions, ReplicatorResult } from './replicator-options.js';
@@ -164,28 +165,10 @@ export class Replicator {
       this.db?.close();
       this.db = await SourceDb.open(this.opts.dbPath, { enableWal: this.opts.settings.enableWal });
     }
-    let position = null;
-    try {
-      position = await loadPosition(this.opts.stateDir);
-    } catch (err) {
-      this.log.warn('saved position unreadable; starting a new generation', { err });
-    }
+    const position = await loadPositionOrWarn(this.opts.stateDir, this.log);
     const s = this.opts.settings;
-    const started = await Capture.start(
-      this.db,
-      this.spool,
-      {
-        dbPath: this.opts.dbPath,
-        stateDir: this.opts.stateDir,
-        checkpointFrames: s.checkpointFrames,
-        truncateBytes: 64 << 20,
-        resetBytes: s.walResetBytes ?? DEFAULT_WAL_RESET_BYTES,
-        log: this.log,
-      },
-      position,
-      knownMax,
-      changed,
-    );
+    const opts = { dbPath: this.opts.dbPath, stateDir: this.opts.stateDir, checkpointFrames: s.checkpointFrames, truncateBytes: 64 << 20, resetBytes: s.walResetBytes ?? DEFAULT_WAL_RESET_BYTES, log: this.log };
+    const started = await Capture.start(this.db, this.spool, opts, position, knownMax, changed);
     const { capture, reason } = started;
     this.capture = capture;
     // Called at startup or from a pass: either way no pass can run meanwhile, so no lock here.
@@ -196,23 +179,9 @@ export class Replicator {
       await base.finish();
       await capture.persist();
     } else {
-      if (started.fingerprintNote) this.log.info('fingerprint', { note: started.fingerprintNote });
+      logCatchUp(this.log, started);
       const r = started.catchUp;
-      if (r?.kind === 'same') {
-        this.log.info('the database is unchanged since the last captured transaction; no catch-up step needed', { reason, pages: r.pages, read: formatDuration(r.readMs) });
-      } else if (r?.kind === 'step') {
-        this.log.info('catch-up step: what changed while the agent was not capturing ships as one step', {
-          reason,
-          txid: r.txid,
-          pages: r.changed,
-          of: r.pages,
-          bytes: r.bytes,
-          downtimeFrom: new Date(r.from).toISOString(),
-          downtimeTo: new Date(r.time).toISOString(),
-          read: formatDuration(r.readMs),
-        });
-        this.opts.metrics.catchUpStep();
-      }
+      if (r?.kind === 'step') this.opts.metrics.catchUpStep();
       this.log.info('continuing generation', { generation: capture.state.generation, txid: capture.state.lastTxid });
       // A step that rewrote most pages is about a snapshot's size: restores after it should not
       // have to replay everything before it and then it.

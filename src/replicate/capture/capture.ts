@@ -41,6 +41,8 @@ export class Capture {
   private readonly checkpointer: Checkpointer;
   private lastCaptureAt = 0;
   private readonly dbPath: string;
+  private readonly log: CaptureOptions['log'];
+  private fingerprintLostLogged = false;
 
   private constructor(
     private readonly db: SourceDb,
@@ -50,6 +52,7 @@ export class Capture {
     fingerprint: Fingerprint,
   ) {
     this.dbPath = opts.dbPath;
+    this.log = opts.log;
     this.pump = new WalPump(db, spool, opts, state, fingerprint);
     this.checkpointer = new Checkpointer(db, this.pump, opts);
   }
@@ -205,6 +208,13 @@ export class Capture {
     // left the next pass seeing no commit for a while, and the TRUNCATE it then took stalled an app
     // that was only waiting for pitr (measured: 200-730 ms, behind a flat-out writer).
     if (r.transactions > 0 || r.checkpoint?.mode === 'RESET') this.lastCaptureAt = Date.now();
+    const lost = this.pump.fingerprint.lost;
+    if (lost !== undefined && !this.fingerprintLostLogged) {
+      this.fingerprintLostLogged = true;
+      this.log.warn(`fingerprint given up: ${lost}; capture goes on, but a restart that cannot continue from the WAL will start a new generation`, {
+        generation: this.pump.state.generation,
+      });
+    }
     return r;
   }
 

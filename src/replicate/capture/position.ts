@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { errnoCode, PitrError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/fs-atomic.js';
 import type { WalCursor } from '../../wal/wal-cursor.js';
+import type { Logger } from '../../log.js';
 
 /**
  * Where capture stood after the last durable spool write. Saved after the spool entry it
@@ -39,6 +40,16 @@ export async function loadPosition(stateDir: string): Promise<Position | null> {
   } catch (err) {
     // A damaged position only costs a new generation; refusing to start would cost replication.
     throw new PitrError('SPOOL_CORRUPT', `state file ${join(stateDir, FILE)} is unreadable: ${(err as Error).message}`, 'delete it; pitr will start a new generation with a fresh snapshot', { cause: err });
+  }
+}
+
+/** loadPosition, or null with a warning when it is unreadable (that only costs a new generation). */
+export async function loadPositionOrWarn(stateDir: string, log: Logger): Promise<Position | null> {
+  try {
+    return await loadPosition(stateDir);
+  } catch (err) {
+    log.warn('saved position unreadable; starting a new generation', { err });
+    return null;
   }
 }
 

@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { PitrError, errnoCode } from '../../errors.js';
+import { PitrError, isDiskFull } from '../../errors.js';
 import type { SourceDb } from '../../db/source-db.js';
 import { scanWal, type WalCommit } from '../../wal/wal-scan.js';
 import { readWalPages } from '../../wal/wal-frames.js';
@@ -279,14 +279,4 @@ export class WalPump {
     }
     return { transactions: commits.length, bytes };
   }
-}
-
-/** True when err (or an error it wraps) is a full disk or quota. */
-function isDiskFull(err: unknown): boolean {
-  for (let e: unknown = err; e !== undefined && e !== null; e = (e as { cause?: unknown }).cause) {
-    const code = errnoCode(e);
-    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
-    if (typeof e !== 'object') break;
-  }
-  return false;
 }

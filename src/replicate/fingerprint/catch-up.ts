@@ -32,12 +32,13 @@ export type CatchUpResult =
  *
  * Cost: one read of the database, hashing every page (about 3.5 GB/s of hashing on one core).
  */
-export async function catchUp(args: { dbPath: string; view: PageImageView; fp: Fingerprint; spool: Spool; generation: string }): Promise<CatchUpResult> {
+export async function catchUp(args: { dbPath: string; view: PageImageView; fp: Fingerprint; spool: Spool; generation: string; maxBytes?: number }): Promise<CatchUpResult> {
   const { view, fp } = args;
   const started = Date.now();
   const old = fp.pages as PageHashes;
   const builder = new SegmentBodyBuilder(view.pageSize);
   let changed = 0;
+  let bodyBytes = 0;
   let tooLarge = false;
   const image = await PageImage.open(args.dbPath, view);
   try {
@@ -46,7 +47,8 @@ export async function catchUp(args: { dbPath: string; view: PageImageView; fp: F
       const h = fp.hashPage(data);
       if (old.get(pgno) !== h) {
         changed++;
-        if (builder.byteLength + data.length + 4 > CATCH_UP_MAX_BYTES) {
+        bodyBytes += 4 + data.length;
+        if (bodyBytes > (args.maxBytes ?? CATCH_UP_MAX_BYTES)) {
           tooLarge = true;
           break;
         }

@@ -127,8 +127,8 @@ export async function appendRecord(stateDir: string, r: JournalRecord): Promise<
   const tail = Buffer.alloc(8);
   tail.writeBigUInt64LE(await checksum64(body), 0);
   const fd = openSync(join(stateDir, JOURNAL_FILE), 'r+');
+  const before = fstatSync(fd).size;
   try {
-    const before = fstatSync(fd).size;
     let at = before;
     for (const part of [head, body, tail]) {
       for (let off = 0; off < part.length; ) {
@@ -138,6 +138,14 @@ export async function appendRecord(stateDir: string, r: JournalRecord): Promise<
       }
     }
     return { before, after: at };
+  } catch (err) {
+    // A torn record (the disk filled up half way) would end every later load at this point.
+    try {
+      ftruncateSync(fd, before);
+    } catch {
+      // A load stops at the torn record and says so; nothing more can be done here.
+    }
+    throw err;
   } finally {
     closeSync(fd);
   }

@@ -1,3 +1,4 @@
+import { isDiskFull } from '../../errors.js';
 import { PageHashes, pageHasher, zeroPageHash, type PageHasher } from './page-hashes.js';
 import {
   ENTRY_BYTES,
@@ -30,6 +31,9 @@ export class Fingerprint {
   private pending = Buffer.alloc(64 * ENTRY_BYTES);
   private pendingLength = 0;
   private lastAppend: { before: number; lastTxid: number; lastTime: number } | undefined;
+  private lostReason: string | undefined;
+  /** Journal bytes at the last failed fold: the next try waits for that much more. */
+  private compactDeferred = 0;
 
   private constructor(
     private readonly stateDir: string,
@@ -124,13 +128,23 @@ export class Fingerprint {
     this.entry(0, BigInt(dbSizePages));
   }
 
-  /** Journal the transactions fed since the last record, as txids first..last; before their spool entry is written. */
+  /**
+   * Journal the transactions fed since the last record, as txids first..last; before their spool
+   * entry is written. A full disk throws (the spool entry could not be written either, and capture
+   * retries both). Any other failure (the journal deleted or unwritable) gives up the fingerprint
+   * for this generation rather than stop capture: the next start then begins a new generation.
+   */
   async record(firstTxid: number, lastTxid: number, lastTime: number): Promise<void> {
     if (!this.hashes) return;
     const entries = this.pending.subarray(0, this.pendingLength);
-    const { before, after } = await appendRecord(this.stateDir, { firstTxid, lastTxid, lastTime, entries });
-    this.lastAppend = { before, lastTxid, lastTime };
-    this.journalBytes = after;
+    try {
+      const { before, after } = await appendRecord(this.stateDir, { firstTxid, lastTxid, lastTime, entries });
+      this.lastAppend = { before, lastTxid, lastTime };
+      this.journalBytes = after;
+    } catch (err) {
+      if (isDiskFull(err)) throw err;
+      this.giveUp(err);
+    }
   }
 
   /** The recorded entry is durable in the spool: the fingerprint now describes its last txid. */
@@ -149,9 +163,20 @@ export class Fingerprint {
   discard(): void {
     this.pendingLength = 0;
     if (!this.lastAppend) return;
-    truncateJournal(this.stateDir, this.lastAppend.before);
-    this.journalBytes = this.lastAppend.before;
+    const before = this.lastAppend.before;
     this.lastAppend = undefined;
+    try {
+      truncateJournal(this.stateDir, before);
+      this.journalBytes = before;
+    } catch (err) {
+      // A record left past the spool is ignored at load; one left before a later record is not.
+      this.giveUp(err);
+    }
+  }
+
+  /** Why the fingerprint was given up while running (logged once by the caller), or undefined. */
+  get lost(): string | undefined {
+    return this.lostReason;
   }
 
   /** Make `hashes` the base as of `txid` (a generation's first snapshot, or a fold) and empty the journal. */
@@ -178,11 +203,28 @@ export class Fingerprint {
     };
   }
 
-  /** Fold the journal into a new base when it has grown past the base's size (bounded disk, fast loads). */
+  /**
+   * Fold the journal into a new base when it has grown past the base's size (bounded disk, fast
+   * loads). A failure (a full disk) leaves base and journal as they were, both still valid, and is
+   * tried again after the journal has grown by as much again.
+   */
   async compactIfDue(): Promise<void> {
     if (!this.hashes || this.pendingLength > 0) return;
-    if (this.journalBytes < Math.max(COMPACT_MIN_BYTES, this.hashes.count * 8)) return;
-    await this.setBase(this.at.txid, this.at.lastTime, this.hashes);
+    const due = Math.max(COMPACT_MIN_BYTES, this.hashes.count * 8);
+    if (this.journalBytes < due + this.compactDeferred) return;
+    try {
+      await this.setBase(this.at.txid, this.at.lastTime, this.hashes);
+      this.compactDeferred = 0;
+    } catch {
+      this.compactDeferred = this.journalBytes;
+    }
+  }
+
+  private giveUp(err: unknown): void {
+    this.hashes = undefined;
+    this.lastAppend = undefined;
+    this.pendingLength = 0;
+    this.lostReason = `its journal could not be written (${(err as Error).message})`;
   }
 
   private entry(pgno: number, value: bigint): void {

@@ -245,6 +245,32 @@ export function startAgent(args: readonly string[], opts: { env?: Record<string,
   };
 }
 
+/** One line of the agent's JSON log (`--log-format json`): `msg` plus flat fields. */
+export interface AgentLogEntry {
+  time?: string;
+  level?: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/**
+ * The agent's JSON log lines in `stderr`, in order. Lines that are not one JSON object with a
+ * `msg` are skipped: a SIGKILL can cut the last line short.
+ */
+export function agentLogEntries(stderr: string): AgentLogEntry[] {
+  const out: AgentLogEntry[] = [];
+  for (const line of stderr.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const obj = JSON.parse(line) as unknown;
+      if (typeof obj === 'object' && obj !== null && typeof (obj as { msg?: unknown }).msg === 'string') out.push(obj as AgentLogEntry);
+    } catch {
+      // a line cut short
+    }
+  }
+  return out;
+}
+
 // ---- the application ----
 
 export interface WriterOptions {
